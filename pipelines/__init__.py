@@ -1,0 +1,1 @@
+"""Pipeline definitions, runners and the movies demo pipeline."""

@@ -1,0 +1,1 @@
+"""The movies demo: Rotten Tomatoes freshness from cast, crew and metadata."""

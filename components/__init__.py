@@ -1,1 +1,7 @@
 """TFX components and the TPU embedding library."""
+
+import os as _os
+
+# TensorFlow Transform builds tf_keras (Keras 2) models: make that what
+# tf.keras means, before anything imports TensorFlow.
+_os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')

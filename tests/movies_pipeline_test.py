@@ -1,0 +1,47 @@
+"""The local movies pipeline end to end on a small sample of the real data."""
+
+import json
+import os
+
+import pytest
+
+from pipelines.movies import local_runner
+from pipelines.movies import summary
+
+_SAMPLE_ROWS = 150
+
+
+@pytest.fixture(scope='module')
+def first_run(tmp_path_factory):
+  output_dir = str(tmp_path_factory.mktemp('pipeline'))
+  args = local_runner.parse_args(
+      ['--output-dir', output_dir, '--sample-rows', str(_SAMPLE_ROWS)])
+  return args, local_runner.run(args)
+
+
+@pytest.mark.slow
+def test_summary_describes_the_run(first_run):
+  _, result = first_run
+  with open(result['summary_path']) as f:
+    saved = json.load(f)
+  assert saved['rows_per_split'].keys() == {'train', 'eval'}
+  total = sum(saved['rows_per_split'].values()) + sum(
+      saved['dropped_rows'].values())
+  assert total == _SAMPLE_ROWS
+  assert saved['rows_per_split']['train'] > saved['rows_per_split']['eval'] > 0
+  assert set(saved['vocabulary_sizes']) == set(summary.vocabulary_names())
+  assert saved['vocabulary_sizes']['genre'] > 5
+  states = {c['name']: c['state'] for c in saved['components']}
+  assert states == {'MoviesExampleGen': 'COMPLETE', 'StatisticsGen': 'COMPLETE',
+                    'SchemaGen': 'COMPLETE', 'Transform': 'COMPLETE'}
+  assert os.path.isdir(saved['artifacts']['Transform.transform_graph'])
+  text = summary.format_summary(saved)
+  assert 'Examples per split' in text and 'crew' in text
+
+
+@pytest.mark.slow
+def test_rerun_takes_every_component_from_cache(first_run):
+  args, result = first_run
+  rerun = local_runner.run(args)
+  assert {c['state'] for c in rerun['components']} == {'CACHED'}
+  assert rerun['rows_per_split'] == result['rows_per_split']

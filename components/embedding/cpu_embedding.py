@@ -1,0 +1,379 @@
+"""TPU embedding tables on the CPU or GPU, with the TPU's semantics.
+
+`CpuEmbedding` stands in for `tf.tpu.experimental.embedding.TPUEmbedding` when
+no TPU is at hand, so that a pipeline tested locally trains as it would on a
+TPU:
+
+* Variables: it is a `tf.tpu.experimental.embedding.TPUEmbeddingForServing`,
+  which creates each table and its optimizer slots exactly as `TPUEmbedding`
+  does (same shapes, initializers and checkpoint keys, such as `<table>` and
+  `<table>/<slot>`), so checkpoints move between the two classes.
+* Lookups: `tf.tpu.experimental.embedding.serving_embedding_lookup`,
+  TensorFlow's CPU version of the TPU lookup (combiners, weights, zero padding
+  and truncation of sequence features to `max_sequence_length`). Under a
+  `tf.GradientTape` the tables get `tf.IndexedSlices` gradients. Rank-2
+  `tf.SparseTensor` inputs of non-sequence features are looked up as
+  `tf.RaggedTensor`s: on a SparseTensor that function looks up id 0 for each
+  empty row, which would hand row 0 a zero gradient (lazy Adam and FTRL would
+  then move it, unlike a TPU), and it drops ids whose weight is not positive.
+* Training: `apply_gradients` applies each table's embedding optimizer with the
+  TPU's update rules, as sparse updates of the rows a batch touched (see
+  `tpu_update_rules`); Keras optimizers follow other rules.
+
+Ids must be validated upstream to lie in `[0, vocabulary_size)`: out of range,
+the CPU lookup raises, a GPU gather returns zeros and a TPU clamps. With
+`validate_ids=True` (the default) each lookup first asserts the range and fails
+with an error naming the feature and the table's size.
+
+Typical use::
+
+  embedding = CpuEmbedding(
+      feature_config, tf.tpu.experimental.embedding.Adagrad(0.1))
+  with tf.GradientTape() as tape:
+    activations = embedding(features)
+    loss = ...
+  gradients = tape.gradient(loss, embedding.trainable_variables)
+  embedding.apply_gradients(gradients)
+
+Only the default (or a one-device) distribution strategy is supported. The
+tables are not Keras weights: attach the object to a Keras model as an
+attribute for checkpointing, and train the tables with `apply_gradients`, not
+with the model's Keras optimizer.
+"""
+
+import dataclasses
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+
+import tensorflow as tf
+
+from components.embedding import tpu_update_rules
+
+_embedding = tf.tpu.experimental.embedding
+
+TableKey = Union[str, Any]  # A table name or its `TableConfig`.
+Gradient = Optional[tf.IndexedSlices]
+
+
+@dataclasses.dataclass(frozen=True)
+class _Settings:
+  """Plain (untracked) settings, kept out of the checkpointed object graph."""
+  feature_config: Any
+  tables: Tuple[Any, ...]
+  feature_names: Tuple[str, ...]
+  validate_ids: bool
+
+
+def _ordered_tables(feature_config: Any) -> Tuple[Any, ...]:
+  """The distinct tables, in order of first use (as `TPUEmbedding` orders)."""
+  tables = []
+  for feature in tf.nest.flatten(feature_config):
+    if feature.table not in tables:
+      tables.append(feature.table)
+  return tuple(tables)
+
+
+def _leaf_paths(structure: Any, prefix: str = '') -> List[str]:
+  """Names the leaves of a nest of dicts, lists and tuples in flatten order."""
+  if isinstance(structure, Mapping):
+    paths = []
+    for key in sorted(structure):
+      paths += _leaf_paths(structure[key], f'{prefix}{key}/')
+    return paths
+  if isinstance(structure, (list, tuple)):
+    paths = []
+    for index, item in enumerate(structure):
+      paths += _leaf_paths(item, f'{prefix}{index}/')
+    return paths
+  return [prefix.rstrip('/') or '0']
+
+
+def _feature_names(feature_config: Any) -> Tuple[str, ...]:
+  """Names each feature for error messages: its path, else its position."""
+  flat = tf.nest.flatten(feature_config)
+  paths = _leaf_paths(feature_config)
+  if len(paths) != len(flat):
+    paths = [str(index) for index in range(len(flat))]
+  return tuple(
+      feature.name or path for feature, path in zip(flat, paths))
+
+
+def _check_table(table: Any) -> None:
+  """Raises for table options the CPU cannot reproduce."""
+  if table.quantization_config is not None:
+    raise NotImplementedError(
+        f'Table {table.name!r}: quantization_config (simulated quantization of '
+        'the lookups) is not supported by CpuEmbedding.')
+  if table.optimizer is not None:
+    tpu_update_rules.check_supported(table.optimizer, table.name)
+
+
+def _check_strategy() -> None:
+  """Raises under a distribution strategy with more than one replica."""
+  if not tf.distribute.has_strategy():
+    return
+  strategy = tf.distribute.get_strategy()
+  if strategy.num_replicas_in_sync != 1:
+    raise NotImplementedError(
+        'CpuEmbedding supports the default or a one-device strategy only; '
+        f'got {type(strategy).__name__} with '
+        f'{strategy.num_replicas_in_sync} replicas.')
+
+
+def _assert_ids_in_range(ids: tf.Tensor, vocabulary_size: int,
+                         feature_name: str, table_name: str) -> tf.Tensor:
+  """Returns `ids`, after asserting that each lies in [0, vocabulary_size)."""
+  message = (f'Feature {feature_name!r}: ids must lie in [0, '
+             f'{vocabulary_size}), the vocabulary_size of table '
+             f'{table_name!r}.')
+  checks = [
+      tf.debugging.assert_non_negative(ids, message=message),
+      tf.debugging.assert_less(
+          ids, tf.cast(vocabulary_size, ids.dtype), message=message),
+  ]
+  with tf.control_dependencies(checks):
+    return tf.identity(ids)
+
+
+def _validated_input(inputs: Any, feature: Any, feature_name: str) -> Any:
+  """Returns `inputs` with an id range check attached to its values."""
+  table = feature.table
+  if isinstance(inputs, tf.SparseTensor):
+    values = _assert_ids_in_range(inputs.values, table.vocabulary_size,
+                                  feature_name, table.name)
+    return tf.SparseTensor(inputs.indices, values, inputs.dense_shape)
+  if isinstance(inputs, tf.RaggedTensor):
+    values = _assert_ids_in_range(inputs.flat_values, table.vocabulary_size,
+                                  feature_name, table.name)
+    return inputs.with_flat_values(values)
+  return _assert_ids_in_range(
+      tf.convert_to_tensor(inputs), table.vocabulary_size, feature_name,
+      table.name)
+
+
+def _sparse_bag_as_ragged(inputs: Any, weights: Any,
+                          feature: Any) -> Tuple[Any, Any]:
+  """Returns a rank-2 sparse bag (non-sequence) input as a RaggedTensor.
+
+  For a `tf.SparseTensor`, `serving_embedding_lookup` calls
+  `safe_embedding_lookup_sparse`, which looks up id 0 with weight 0 for each
+  empty row (row 0 would then get a zero gradient, and lazy Adam or FTRL would
+  move it although the TPU leaves it alone) and drops ids whose weight is not
+  positive (the TPU keeps them). Its RaggedTensor path has neither effect and
+  otherwise combines identically.
+  """
+  if (not isinstance(inputs, tf.SparseTensor) or feature.max_sequence_length or
+      feature.output_shape or inputs.shape.rank != 2):
+    return inputs, weights
+  if weights is not None and isinstance(weights, tf.SparseTensor):
+    weights = tf.RaggedTensor.from_sparse(weights)
+  return tf.RaggedTensor.from_sparse(inputs), weights
+
+
+class CpuEmbedding(_embedding.TPUEmbeddingForServing):
+  """TPU embedding tables, lookups and embedding optimizers on a CPU or GPU.
+
+  The tables and slots have `TPUEmbedding`'s layout (checkpoints restore across
+  the two classes); lookups are `serving_embedding_lookup`; `apply_gradients`
+  applies the TPU's update rules sparsely.
+  """
+
+  def __init__(self,
+               feature_config: Any,
+               optimizer: Optional[Any] = None,
+               validate_ids: bool = True):
+    """Creates the embedding; its variables are built on first use.
+
+    Args:
+      feature_config: a nested structure of
+        `tf.tpu.experimental.embedding.FeatureConfig`.
+      optimizer: the global `tf.tpu.experimental.embedding` optimizer (SGD,
+        Adagrad, AdagradMomentum, Adam or FTRL) for the tables whose
+        `TableConfig.optimizer` is None. None creates no slots for those
+        tables, which then cannot be trained.
+      validate_ids: whether each lookup asserts that the ids lie in
+        `[0, vocabulary_size)`, failing with an error that names the feature.
+
+    Raises:
+      NotImplementedError: an option these rules cannot reproduce (see
+        `tpu_update_rules`), a table's `quantization_config`, or a
+        distribution strategy with several replicas.
+    """
+    _check_strategy()
+    super().__init__(feature_config, optimizer)
+    tables = _ordered_tables(feature_config)
+    for table in tables:
+      _check_table(table)
+    self._settings = _Settings(
+        feature_config=feature_config,
+        tables=tables,
+        feature_names=_feature_names(feature_config),
+        validate_ids=validate_ids)
+
+  def __call__(self, features: Any, weights: Optional[Any] = None) -> Any:
+    """Looks up `features`; see `embedding_lookup`."""
+    return self.embedding_lookup(features, weights)
+
+  def embedding_lookup(self,
+                       features: Any,
+                       weights: Optional[Any] = None) -> Any:
+    """Returns the embedding activations of `features`.
+
+    Args:
+      features: a nested structure, like the `feature_config`, of int ids:
+        `tf.Tensor`, `tf.SparseTensor` or `tf.RaggedTensor`, each id in
+        `[0, vocabulary_size)`.
+      weights: None, or the same structure of float weights for the sparse or
+        ragged inputs of non-sequence features (entries may be None).
+
+    Returns:
+      The activations, in the structure of `features`: `[batch, dim]` for a
+      combined feature, `[batch, max_sequence_length, dim]` for a sequence
+      feature (zero padded, truncated), `[..., dim]` for a dense input.
+    """
+    features, weights = self._prepared(features, weights)
+    return _embedding.serving_embedding_lookup(features, weights,
+                                               self.embedding_tables,
+                                               self._settings.feature_config)
+
+  def _prepared(self, features: Any, weights: Optional[Any]) -> Tuple[Any, Any]:
+    """Checks the ids' range and turns sparse bags into ragged ones."""
+    config = self._settings.feature_config
+    tf.nest.assert_same_structure(features, config)
+    flat_features = tf.nest.flatten(features)
+    flat_weights = [None] * len(flat_features)
+    if weights is not None:
+      tf.nest.assert_same_structure(features, weights)
+      flat_weights = tf.nest.flatten(weights)
+    prepared = []
+    for inputs, weight, feature, name in zip(flat_features, flat_weights,
+                                             tf.nest.flatten(config),
+                                             self._settings.feature_names):
+      if self._settings.validate_ids:
+        inputs = _validated_input(inputs, feature, name)
+      prepared.append(_sparse_bag_as_ragged(inputs, weight, feature))
+    features = tf.nest.pack_sequence_as(features, [p[0] for p in prepared])
+    if weights is not None:
+      weights = tf.nest.pack_sequence_as(weights, [p[1] for p in prepared])
+    return features, weights
+
+  @property
+  def tables(self) -> Tuple[Any, ...]:
+    """The `TableConfig`s, in the order of `trainable_variables`."""
+    return self._settings.tables
+
+  @property
+  def trainable_variables(self) -> List[tf.Variable]:
+    """The embedding tables, one per `TableConfig` in `tables` order."""
+    tables = self.embedding_tables
+    return [tables[table] for table in self._settings.tables]
+
+  def slot_variables(self, table: TableKey) -> Dict[str, tf.Variable]:
+    """The optimizer slot variables of `table` (a name or `TableConfig`)."""
+    variables = self._table_variables(self._find_table(table))
+    return {
+        name: var for name, var in variables.items() if name != 'parameters'
+    }
+
+  def _find_table(self, key: TableKey) -> Any:
+    """Returns the `TableConfig` named by `key` (a name or the config)."""
+    for table in self._settings.tables:
+      if key is table or key == table.name:
+        return table
+    raise ValueError(f'Unknown embedding table {key!r}; the tables are '
+                     f'{[table.name for table in self._settings.tables]}.')
+
+  def _table_variables(self, table: Any) -> Dict[str, tf.Variable]:
+    """The table's variable and its slots, keyed 'parameters' and slot names."""
+    with tf.init_scope():  # Built eagerly, even when first used in a trace.
+      self.build()
+    # `TPUEmbeddingForServing` exposes the tables only; the slots it creates
+    # are kept in the private `_variables` dict of its base class.
+    return dict(self._variables[table.name])
+
+  def apply_gradients(
+      self, gradients: Union[Sequence[Gradient], Mapping[TableKey, Gradient]]
+  ) -> None:
+    """Applies each table's embedding optimizer with the TPU's update rules.
+
+    Works eagerly and inside `tf.function`. A learning rate given as a callable
+    is called once per call of this method.
+
+    Args:
+      gradients: the tables' gradients, as `tf.IndexedSlices` (what
+        `tf.GradientTape.gradient` returns for lookups) or None for a table
+        that was not looked up: either a sequence in the order of
+        `trainable_variables`, or a mapping keyed by table name or
+        `TableConfig`.
+
+    Raises:
+      ValueError: a gradient for a table without optimizer, an unknown table,
+        or a sequence of the wrong length.
+      TypeError: a gradient that is not `tf.IndexedSlices`.
+    """
+    by_name = self._gradients_by_table_name(gradients)
+    learning_rates = {}
+    for table in self._settings.tables:
+      gradient = by_name.get(table.name)
+      optimizer = table.optimizer
+      if optimizer is None:
+        if gradient is not None:
+          raise ValueError(f'Table {table.name!r} has a gradient but no '
+                           'optimizer (neither its own nor a global one).')
+        continue
+      if gradient is None and not tpu_update_rules.is_dense(optimizer):
+        continue
+      self._apply_table(table, gradient,
+                        self._learning_rate(optimizer, learning_rates))
+
+  def _gradients_by_table_name(
+      self, gradients: Union[Sequence[Gradient], Mapping[TableKey, Gradient]]
+  ) -> Dict[str, Gradient]:
+    """Keys the gradients by table name, checking their types."""
+    if isinstance(gradients, Mapping):
+      pairs = [(self._find_table(key), grad) for key, grad in gradients.items()]
+    else:
+      gradients = list(gradients)
+      if len(gradients) != len(self._settings.tables):
+        raise ValueError(
+            f'Expected {len(self._settings.tables)} gradients, one per table '
+            f'in the order of trainable_variables; got {len(gradients)}.')
+      pairs = list(zip(self._settings.tables, gradients))
+    for table, grad in pairs:
+      if grad is not None and not isinstance(grad, tf.IndexedSlices):
+        raise TypeError(
+            f'The gradient of table {table.name!r} must be tf.IndexedSlices '
+            f'(rows looked up) or None; got {type(grad).__name__}.')
+    return {table.name: grad for table, grad in pairs}
+
+  @staticmethod
+  def _learning_rate(optimizer: Any, cache: Dict[int, tf.Tensor]) -> tf.Tensor:
+    """The optimizer's learning rate; each callable is called once per apply."""
+    rate = optimizer.learning_rate
+    if not callable(rate):
+      return tpu_update_rules.evaluate_learning_rate(rate)
+    if id(rate) not in cache:
+      cache[id(rate)] = tpu_update_rules.evaluate_learning_rate(rate)
+    return cache[id(rate)]
+
+  def _apply_table(self, table: Any, gradient: Gradient,
+                   learning_rate: tf.Tensor) -> None:
+    """Applies one step of the table's optimizer to the table and slots."""
+    optimizer = table.optimizer
+    variables = self._table_variables(table)
+    missing = [
+        name for name in tpu_update_rules.slot_names(optimizer)
+        if name not in variables
+    ]
+    if missing:
+      raise ValueError(f'Table {table.name!r} lacks the slot variables '
+                       f'{missing} of {type(optimizer).__name__}.')
+    slots = {
+        name: variables[name]
+        for name in tpu_update_rules.slot_names(optimizer)
+    }
+    if tpu_update_rules.is_dense(optimizer):
+      tpu_update_rules.apply_dense(optimizer, variables['parameters'], slots,
+                                   gradient, learning_rate)
+    else:
+      tpu_update_rules.apply_sparse(optimizer, variables['parameters'], slots,
+                                    gradient, learning_rate)

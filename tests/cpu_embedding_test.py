@@ -1,0 +1,283 @@
+"""Tests CpuEmbedding's lookups, id validation and checkpoint layout."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from components.embedding import cpu_embedding
+
+E = tf.tpu.experimental.embedding
+BATCH = 6
+SEQUENCE_LENGTH = 3
+
+
+def _feature_config():
+  """Three tables, one per combiner, and sequence features sharing them."""
+  tables = {
+      combiner: E.TableConfig(
+          vocabulary_size=9, dim=4, combiner=combiner, name=f't_{combiner}')
+      for combiner in ('sum', 'mean', 'sqrtn')
+  }
+  config = {
+      f'bag_{combiner}': E.FeatureConfig(table=table)
+      for combiner, table in tables.items()
+  }
+  config['sequence'] = E.FeatureConfig(
+      table=tables['sum'], max_sequence_length=SEQUENCE_LENGTH)
+  config['weighted'] = E.FeatureConfig(table=tables['sqrtn'])
+  return config
+
+
+def _random_ids(rng):
+  """Ragged ids with duplicates, empty rows and rows longer than 3."""
+  lengths = rng.integers(0, 6, size=BATCH)
+  lengths[0], lengths[1] = 0, 5
+  rows = [list(rng.integers(0, 4, size=n)) for n in lengths]
+  return rows
+
+
+def _np_bag(table, ids, weights, combiner):
+  """NumPy reference of a combined (bag) lookup of one example."""
+  if not ids:
+    return np.zeros(table.shape[1])
+  ids, weights = np.asarray(ids), np.asarray(weights, np.float64)
+  total = (weights[:, None] * table[ids]).sum(axis=0)
+  if combiner == 'mean':
+    return total / weights.sum()
+  if combiner == 'sqrtn':
+    return total / np.sqrt((weights**2).sum())
+  return total
+
+
+def _np_sequence(table, ids):
+  """NumPy reference of a padded, truncated sequence lookup of one example."""
+  out = np.zeros((SEQUENCE_LENGTH, table.shape[1]))
+  for position, index in enumerate(ids[:SEQUENCE_LENGTH]):
+    out[position] = table[index]
+  return out
+
+
+def _inputs(rng, to_sparse):
+  """Random features and weights (as RaggedTensor or SparseTensor)."""
+  rows = {name: _random_ids(rng) for name in _feature_config()}
+  weights = [list(rng.uniform(0.5, 2.0, size=len(r))) for r in rows['weighted']]
+  convert = (lambda x: x.to_sparse()) if to_sparse else (lambda x: x)
+  features = {
+      name: convert(tf.ragged.constant(r, dtype=tf.int64, ragged_rank=1))
+      for name, r in rows.items()
+  }
+  weight_structure = {name: None for name in rows}
+  weight_structure['weighted'] = convert(
+      tf.ragged.constant(weights, dtype=tf.float32, ragged_rank=1))
+  return rows, weights, features, weight_structure
+
+
+def _expected(embedding, rows, weights):
+  """NumPy reference activations for `rows`."""
+  tables = {t.name: v.numpy() for t, v in embedding.embedding_tables.items()}
+  expected = {}
+  for combiner in ('sum', 'mean', 'sqrtn'):
+    name = f'bag_{combiner}'
+    expected[name] = [
+        _np_bag(tables[f't_{combiner}'], r, [1.0] * len(r), combiner)
+        for r in rows[name]
+    ]
+  expected['weighted'] = [
+      _np_bag(tables['t_sqrtn'], r, w, 'sqrtn')
+      for r, w in zip(rows['weighted'], weights)
+  ]
+  expected['sequence'] = [_np_sequence(tables['t_sum'], r)
+                          for r in rows['sequence']]
+  return {name: np.stack(value) for name, value in expected.items()}
+
+
+@pytest.mark.parametrize('to_sparse', [False, True])
+def test_lookup_matches_serving_lookup_and_numpy(to_sparse):
+  rng = np.random.default_rng(3 + to_sparse)
+  config = _feature_config()
+  embedding = cpu_embedding.CpuEmbedding(config)
+  rows, weights, features, weight_structure = _inputs(rng, to_sparse)
+
+  got = embedding(features, weight_structure)
+  serving = E.serving_embedding_lookup(features, weight_structure,
+                                       embedding.embedding_tables, config)
+  expected = _expected(embedding, rows, weights)
+  assert got.keys() == expected.keys()
+  for name in expected:
+    np.testing.assert_allclose(
+        got[name].numpy(), serving[name].numpy(), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(
+        got[name].numpy(), expected[name], rtol=1e-5, atol=1e-6,
+        err_msg=name)
+  assert got['sequence'].shape == (BATCH, SEQUENCE_LENGTH, 4)
+
+
+def test_lookup_inside_function_and_dense_input():
+  table = E.TableConfig(vocabulary_size=5, dim=2, name='t')
+  embedding = cpu_embedding.CpuEmbedding({'ids': E.FeatureConfig(table=table)})
+  ids = tf.constant([[0, 4], [2, 2]], tf.int64)
+  got = tf.function(embedding)({'ids': ids})['ids']
+  expected = embedding.embedding_tables[table].numpy()[ids.numpy()]
+  np.testing.assert_allclose(got.numpy(), expected)
+
+
+@pytest.mark.parametrize('kind', ['ragged', 'sparse', 'dense'])
+def test_gradients_reach_tables_as_indexed_slices(kind):
+  table = E.TableConfig(vocabulary_size=7, dim=3, name='t')
+  config = {
+      'bag': E.FeatureConfig(table=table),
+      'sequence': E.FeatureConfig(table=table, max_sequence_length=2),
+  }
+  embedding = cpu_embedding.CpuEmbedding(config, E.SGD(0.1))
+  ragged = tf.ragged.constant([[1, 2, 2], [], [6, 5, 4]], dtype=tf.int64)
+  if kind == 'dense':
+    features = {'bag': tf.constant([[1], [2], [6]], tf.int64)}
+    embedding = cpu_embedding.CpuEmbedding(
+        {'bag': E.FeatureConfig(table=table)}, E.SGD(0.1))
+  elif kind == 'sparse':
+    features = {'bag': ragged.to_sparse(), 'sequence': ragged.to_sparse()}
+  else:
+    features = {'bag': ragged, 'sequence': ragged}
+  with tf.GradientTape() as tape:
+    activations = embedding(features)
+    loss = sum(tf.reduce_sum(value) for value in activations.values())
+  (gradient,) = tape.gradient(loss, embedding.trainable_variables)
+  assert isinstance(gradient, tf.IndexedSlices)
+  touched = set(gradient.indices.numpy().tolist())
+  assert touched <= {1, 2, 4, 5, 6} and {1, 2, 6} <= touched
+
+
+def test_empty_sparse_rows_leave_row_zero_alone():
+  """serving_embedding_lookup pads empty SparseTensor rows with id 0."""
+  table = E.TableConfig(vocabulary_size=5, dim=2, name='t')
+  embedding = cpu_embedding.CpuEmbedding([E.FeatureConfig(table=table)],
+                                         E.FTRL(0.1))
+  before = embedding.trainable_variables[0].numpy()
+  ids = tf.ragged.constant([[3], []], dtype=tf.int64).to_sparse()
+  with tf.GradientTape() as tape:
+    loss = tf.reduce_sum(embedding([ids])[0])
+  embedding.apply_gradients(tape.gradient(loss, embedding.trainable_variables))
+  after = embedding.trainable_variables[0].numpy()
+  np.testing.assert_array_equal(after[[0, 1, 2, 4]], before[[0, 1, 2, 4]])
+  assert not np.allclose(after[3], before[3])
+
+
+@pytest.mark.parametrize('bad_id', [9, -1])
+@pytest.mark.parametrize('to_sparse', [False, True])
+def test_out_of_range_ids_raise_naming_feature(bad_id, to_sparse):
+  table = E.TableConfig(vocabulary_size=9, dim=2, name='items')
+  embedding = cpu_embedding.CpuEmbedding(
+      {'liked': E.FeatureConfig(table=table)})
+  ids = tf.ragged.constant([[1, bad_id], []], dtype=tf.int64)
+  if to_sparse:
+    ids = ids.to_sparse()
+  with pytest.raises(tf.errors.InvalidArgumentError,
+                     match=r"'liked'.*\[0, 9\).*'items'"):
+    embedding({'liked': ids})
+
+
+def test_out_of_range_check_in_function_and_can_be_disabled():
+  table = E.TableConfig(vocabulary_size=3, dim=2, name='items')
+  config = [E.FeatureConfig(table=table, name='clicked')]
+  checked = tf.function(cpu_embedding.CpuEmbedding(config))
+  with pytest.raises(tf.errors.InvalidArgumentError,
+                     match=r'clicked.*ids must lie in \[0, 3\)'):
+    checked([tf.constant([[3]], tf.int64)])
+  unchecked = cpu_embedding.CpuEmbedding(config, validate_ids=False)
+  with pytest.raises(tf.errors.InvalidArgumentError) as error:
+    unchecked([tf.constant([[3]], tf.int64)])
+  assert 'clicked' not in str(error.value)
+
+
+def test_quantization_config_is_rejected():
+  table = E.TableConfig(
+      vocabulary_size=3, dim=2, name='q',
+      quantization_config=E.QuantizationConfig(4, -1.0, 1.0))
+  with pytest.raises(NotImplementedError, match='quantization_config'):
+    cpu_embedding.CpuEmbedding([E.FeatureConfig(table=table)])
+
+
+def _ckpt_config():
+  """Two tables: one with its own Adam, one with the global FTRL."""
+  adam = E.TableConfig(vocabulary_size=6, dim=3, name='adam_table',
+                       optimizer=E.Adam(0.1))
+  ftrl = E.TableConfig(vocabulary_size=5, dim=2, name='ftrl_table')
+  return {
+      'a': E.FeatureConfig(table=adam),
+      'b': E.FeatureConfig(table=ftrl),
+      'c': E.FeatureConfig(table=adam, max_sequence_length=2),
+  }
+
+
+def _trained_embedding():
+  """A CpuEmbedding after one step, so that every slot is non-trivial."""
+  embedding = cpu_embedding.CpuEmbedding(_ckpt_config(), E.FTRL(0.1))
+  gradients = [
+      tf.IndexedSlices(tf.ones([2, var.shape[1]]), tf.constant([0, 2]))
+      for var in embedding.trainable_variables
+  ]
+  embedding.apply_gradients(gradients)
+  return embedding
+
+
+def _checkpoint_values(path):
+  """Every saved variable of the embedding, keyed by checkpoint key."""
+  reader = tf.train.load_checkpoint(path)
+  return {
+      name: reader.get_tensor(name)
+      for name, _ in tf.train.list_variables(path)
+      if name.startswith('embedding/')
+  }
+
+
+def test_checkpoint_round_trip(tmp_path):
+  embedding = _trained_embedding()
+  path = tf.train.Checkpoint(embedding=embedding).save(str(tmp_path / 'c'))
+  restored = cpu_embedding.CpuEmbedding(_ckpt_config(), E.FTRL(0.1))
+  status = tf.train.Checkpoint(embedding=restored).restore(path)
+  status.assert_existing_objects_matched()
+  for original, copy in zip(embedding.trainable_variables,
+                            restored.trainable_variables):
+    np.testing.assert_array_equal(original.numpy(), copy.numpy())
+  for table in embedding.tables:
+    slots = embedding.slot_variables(table.name)
+    restored_slots = restored.slot_variables(table.name)
+    assert slots.keys() == restored_slots.keys() and slots
+    for name in slots:
+      np.testing.assert_array_equal(slots[name].numpy(),
+                                    restored_slots[name].numpy())
+
+
+def test_checkpoint_layout_matches_tpu_embedding_for_serving(tmp_path):
+  ours = tf.train.Checkpoint(embedding=_trained_embedding()).save(
+      str(tmp_path / 'ours'))
+  serving = E.TPUEmbeddingForServing(_ckpt_config(), E.FTRL(0.1))
+  serving.build()
+  theirs = tf.train.Checkpoint(embedding=serving).save(str(tmp_path / 'tf'))
+  assert dict(tf.train.list_variables(ours)) == dict(
+      tf.train.list_variables(theirs))
+  assert 'embedding/adam_table.Svelocities/.ATTRIBUTES/VARIABLE_VALUE' in dict(
+      tf.train.list_variables(ours))
+
+
+def test_checkpoint_moves_to_and_from_tpu_embedding(tmp_path):
+  """TPUEmbedding built outside a TPUStrategy restores and saves our layout."""
+  ours = tf.train.Checkpoint(embedding=_trained_embedding()).save(
+      str(tmp_path / 'ours'))
+  tpu = E.TPUEmbedding(_ckpt_config(), E.FTRL(0.1))
+  status = tf.train.Checkpoint(embedding=tpu).restore(ours)
+  assert tpu.embedding_tables  # Builds the variables: deferred restoration.
+  status.assert_consumed()
+  tpu_path = tf.train.Checkpoint(embedding=tpu).save(str(tmp_path / 'tpu'))
+  ours_values, tpu_values = _checkpoint_values(ours), _checkpoint_values(
+      tpu_path)
+  assert ours_values.keys() == tpu_values.keys()
+  for key, value in ours_values.items():
+    np.testing.assert_array_equal(value, tpu_values[key], err_msg=key)
+
+  back = cpu_embedding.CpuEmbedding(_ckpt_config(), E.FTRL(0.1))
+  back.build()
+  tf.train.Checkpoint(embedding=back).restore(tpu_path).assert_consumed()
+  back_path = tf.train.Checkpoint(embedding=back).save(str(tmp_path / 'back'))
+  for key, value in _checkpoint_values(back_path).items():
+    np.testing.assert_array_equal(value, tpu_values[key], err_msg=key)

@@ -1,0 +1,204 @@
+"""Mapping of input features to table row ids, shared by the CPU and TPU paths.
+
+`IdMapper(features)(inputs)` takes the input features dict (`tf.SparseTensor`,
+`tf.RaggedTensor` or dense tensors of strings or integers) and returns
+`(ids, weights)`: per feature key an int64 `tf.SparseTensor` of shape
+`[batch, None]`, and per feature key the float32 weights as a
+`tf.SparseTensor` with the same indices (None for unweighted features). Both
+dicts feed `TPUEmbedding.enqueue(ids, weights=weights)` or the CPU lookup.
+
+Rules, as TensorFlow's feature columns apply them:
+  * dense inputs lose their padding ('' for strings, -1 for integers); a
+    rank-1 dense input is one id per row;
+  * vocabulary-list/-file columns look tokens up with `tf.lookup`: the
+    vocabulary position, else an OOV bucket (`StaticVocabularyTable`, the
+    hashing of `tf.feature_column` and TFT), else `default_value`;
+  * identity columns keep ids in `[0, num_buckets)`; an id outside maps to
+    `default_value` when one is given, and otherwise fails with
+    `tf.errors.InvalidArgumentError` naming the feature and the range;
+  * Transform-vocabulary ids pass through, checked against the table range;
+  * the id -1 of a vocabulary column without OOV buckets (`default_value=-1`)
+    means "unknown token": it is dropped together with its weight, as
+    TensorFlow's embedding lookups drop negative ids.
+No other id is ever dropped or clamped.
+"""
+
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
+
+import tensorflow as tf
+
+from components.embedding import categorical
+
+SparseIds = Dict[str, tf.SparseTensor]
+SparseWeights = Dict[str, Optional[tf.SparseTensor]]
+
+
+def _to_sparse(value: Any, key: str) -> tf.SparseTensor:
+  """Returns `value` as a rank-2 SparseTensor, dropping dense padding."""
+  if isinstance(value, tf.RaggedTensor):
+    if value.shape.rank != 2:
+      raise ValueError(f'Feature {key!r}: ragged input must have rank 2 '
+                       f'[batch, None], got shape {value.shape}.')
+    return value.to_sparse()
+  if isinstance(value, tf.SparseTensor):
+    if value.shape.rank not in (None, 2):
+      raise ValueError(f'Feature {key!r}: sparse input must have rank 2, got '
+                       f'shape {value.shape}.')
+    return value
+  dense = tf.convert_to_tensor(value)
+  if dense.shape.rank == 1:
+    dense = tf.expand_dims(dense, -1)
+  if dense.shape.rank != 2:
+    raise ValueError(f'Feature {key!r}: dense input must have rank 1 or 2, '
+                     f'got shape {dense.shape}.')
+  padding = '' if dense.dtype == tf.string else tf.cast(-1, dense.dtype)
+  indices = tf.where(tf.not_equal(dense, padding))
+  return tf.SparseTensor(indices, tf.gather_nd(dense, indices),
+                         tf.shape(dense, out_type=tf.int64))
+
+
+def _weights_like(value: Any, ids: tf.SparseTensor, key: str,
+                  weight_key: str) -> tf.SparseTensor:
+  """Returns the weights of `weight_key` at the indices of `ids`, float32."""
+  if isinstance(value, (tf.SparseTensor, tf.RaggedTensor)):
+    weights = _to_sparse(value, weight_key)
+    check = tf.debugging.assert_equal(
+        weights.indices, ids.indices,
+        message=f'Weights `{weight_key}` of feature `{key}` must have the '
+        'same indices as the ids.')
+    with tf.control_dependencies([check]):
+      values = tf.identity(weights.values)
+  else:
+    dense = tf.convert_to_tensor(value)
+    if dense.shape.rank == 1:
+      dense = tf.expand_dims(dense, -1)
+    values = tf.gather_nd(dense, ids.indices)
+  return tf.SparseTensor(ids.indices, tf.cast(values, tf.float32),
+                         ids.dense_shape)
+
+
+def _check_range(ids: tf.Tensor, size: int, key: str) -> tf.Tensor:
+  """Returns `ids`, raising InvalidArgumentError for ids outside [0, size)."""
+  message = (f'Feature `{key}` has ids outside the table range [0, {size}); '
+             'fix the input, or give the column a default_value or OOV '
+             'buckets.')
+  checks = [tf.debugging.assert_non_negative(ids, message=message),
+            tf.debugging.assert_less(ids, tf.constant(size, tf.int64),
+                                     message=message)]
+  with tf.control_dependencies(checks):
+    return tf.identity(ids)
+
+
+def _check_dtype(tensor: tf.SparseTensor, key: str, want_string: bool) -> None:
+  dtype = tensor.dtype
+  if want_string and dtype != tf.string:
+    raise ValueError(f'Feature {key!r} must hold strings for its vocabulary, '
+                     f'got {dtype.name}.')
+  if not want_string and not dtype.is_integer:
+    raise ValueError(f'Feature {key!r} must hold integer ids, got '
+                     f'{dtype.name}.')
+
+
+def _vocabulary_initializer(column: categorical.CategoricalColumn,
+                            key_dtype: tf.DType) -> Any:
+  if isinstance(column, categorical.VocabularyListColumn):
+    keys = tf.constant(list(column.vocabulary_list), dtype=key_dtype)
+    return tf.lookup.KeyValueTensorInitializer(
+        keys, tf.range(len(column.vocabulary_list), dtype=tf.int64))
+  return tf.lookup.TextFileInitializer(
+      column.vocabulary_file, key_dtype, tf.lookup.TextFileIndex.WHOLE_LINE,
+      tf.int64, tf.lookup.TextFileIndex.LINE_NUMBER,
+      vocab_size=column.vocabulary_size)
+
+
+def _make_table(feature: Any) -> Any:
+  """Returns the lookup table of a vocabulary-list or -file feature."""
+  column = feature.column
+  key_dtype = tf.string if column.dtype == 'string' else tf.int64
+  initializer = _vocabulary_initializer(column, key_dtype)
+  if column.num_oov_buckets:
+    return tf.lookup.StaticVocabularyTable(initializer,
+                                           column.num_oov_buckets)
+  return tf.lookup.StaticHashTable(initializer, column.default_value)
+
+
+class IdMapper(tf.Module):
+  """Maps input features to the row ids of their tables (see module doc)."""
+
+  def __init__(self, features: Sequence[Any], name: str = 'id_mapper'):
+    """Builds the lookup tables.
+
+    Args:
+      features: `resolved.ResolvedFeature`s.
+      name: the module name.
+    """
+    super().__init__(name=name)
+    self._features = list(features)
+    self._tables = {}
+    with self.name_scope:
+      for feature in self._features:
+        if isinstance(feature.column, (categorical.VocabularyListColumn,
+                                       categorical.VocabularyFileColumn)):
+          self._tables[feature.feature_key] = _make_table(feature)
+
+  def _ids(self, feature: Any, sparse: tf.SparseTensor) -> tf.Tensor:
+    """Returns the int64 row ids of the values of one feature."""
+    key, column = feature.feature_key, feature.column
+    if key in self._tables:
+      _check_dtype(sparse, key, column.dtype == 'string')
+      values = sparse.values
+      if values.dtype.is_integer:
+        values = tf.cast(values, tf.int64)
+      return self._tables[key].lookup(values)
+    _check_dtype(sparse, key, want_string=False)
+    values = tf.cast(sparse.values, tf.int64)
+    if isinstance(column, categorical.IdentityColumn) and (
+        column.default_value is not None):
+      outside = tf.logical_or(values < 0, values >= column.number_buckets)
+      return tf.where(outside, tf.constant(column.default_value, tf.int64),
+                      values)
+    if feature.default_value == -1:
+      return values
+    return _check_range(values, feature.vocabulary_size, key)
+
+  def _map_feature(self, feature: Any, inputs: Mapping[str, Any]
+                  ) -> Tuple[tf.SparseTensor, Optional[tf.SparseTensor]]:
+    key = feature.feature_key
+    if key not in inputs:
+      raise KeyError(f'Input feature {key!r} is missing; the inputs have '
+                     f'{sorted(inputs)}.')
+    sparse = _to_sparse(inputs[key], key)
+    ids = tf.SparseTensor(sparse.indices, self._ids(feature, sparse),
+                          sparse.dense_shape)
+    weights = None
+    if feature.weight_key is not None:
+      if feature.weight_key not in inputs:
+        raise KeyError(f'Weight feature {feature.weight_key!r} of {key!r} is '
+                       f'missing; the inputs have {sorted(inputs)}.')
+      weights = _weights_like(inputs[feature.weight_key], sparse, key,
+                              feature.weight_key)
+    if feature.default_value == -1:
+      ids, weights = self._drop_unknown(feature, ids, weights)
+    return ids, weights
+
+  def _drop_unknown(self, feature: Any, ids: tf.SparseTensor,
+                    weights: Optional[tf.SparseTensor]):
+    """Drops the -1 ids of unknown tokens (and their weights)."""
+    keep = tf.not_equal(ids.values, -1)
+    kept = tf.sparse.retain(ids, keep)
+    values = _check_range(kept.values, feature.vocabulary_size,
+                          feature.feature_key)
+    kept = tf.SparseTensor(kept.indices, values, kept.dense_shape)
+    if weights is not None:
+      weights = tf.sparse.retain(weights, keep)
+    return kept, weights
+
+  def __call__(self, inputs: Mapping[str, Any]
+              ) -> Tuple[SparseIds, SparseWeights]:
+    """Returns `(ids, weights)` keyed by feature key; see the module doc."""
+    ids: SparseIds = {}
+    weights: SparseWeights = {}
+    for feature in self._features:
+      ids[feature.feature_key], weights[feature.feature_key] = (
+          self._map_feature(feature, inputs))
+    return ids, weights

@@ -1,0 +1,195 @@
+"""`EmbeddingSpec`: the embedding columns of a model and their optimizer.
+
+A spec is declared once (in a pipeline definition or a trainer module),
+validated on construction, travels as JSON (TFX `custom_config`, compiled
+Kubeflow pipelines) and is resolved at training time against the Transform
+output and the statistics component's sequence lengths.
+
+JSON shape (`to_json`), version 1:
+
+  {"format_version": 1,
+   "optimizer": {"type": "Adagrad", "learning_rate": 0.1 | <callable>, ...},
+   "columns": [
+     {"categorical_column": {"type": "identity", "key": "x",
+                             "number_buckets": 10, "default_value": null,
+                             "is_sequence": false},
+      "dimension": 8, "combiner": "mean",
+      "initializer": null | <callable>,
+      "max_sequence_length": 0 | 16 | "auto",
+      "learning_rate_fn": null | <callable>,
+      "table_name": null | "name", "shared_with": ["a", "b"],
+      "use_safe_embedding_lookup": true}, ...]}
+
+where <callable> is `{"name": <registered name>, "params": {...}}` or
+`{"path": "package.module.function", "params": {...}}`, and the categorical
+column types are "identity", "vocabulary_list" (key, vocabulary_list, dtype,
+default_value, num_oov_buckets, is_sequence), "vocabulary_file" (key,
+vocabulary_file, vocabulary_size, num_oov_buckets, default_value, dtype,
+is_sequence), "transform_vocabulary" (key, vocabulary_name, is_sequence) and
+"weighted" (categorical_column, weight_feature_key, dtype).
+"""
+
+import dataclasses
+import json
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+from components.embedding import categorical
+from components.embedding import columns as columns_lib
+from components.embedding import optimizers
+from components.embedding import resolution
+from components.embedding import resolved
+
+FORMAT_VERSION = 1
+
+
+def _check_unique_keys(columns: Sequence[columns_lib.EmbeddingColumn]) -> None:
+  """Raises when a feature is embedded twice or is also another's weight."""
+  seen: Dict[str, str] = {}
+  for column in columns:
+    key = column.feature_key
+    if key in seen:
+      raise ValueError(
+          f'Feature {key!r} is embedded by two columns ({seen[key]!r} and '
+          f'{column.name!r}); each feature can be embedded once. To look a '
+          'feature up in two tables, copy it to a second key in '
+          'preprocessing_fn.')
+    seen[key] = column.name
+  for column in columns:
+    weight = column.categorical_column.weight_key
+    if weight is not None and weight in seen:
+      raise ValueError(
+          f'Weight feature {weight!r} of column {column.name!r} is also '
+          f'embedded as ids by column {seen[weight]!r}; use separate '
+          'features for ids and weights.')
+
+
+def _table_signature(column: columns_lib.EmbeddingColumn) -> Tuple[Any, ...]:
+  return (column.dimension, column.combiner, column.initializer,
+          column.learning_rate_fn, column.shared_with)
+
+
+def _check_tables(columns: Sequence[columns_lib.EmbeddingColumn]) -> None:
+  """Raises when columns share a table name without being declared shared."""
+  groups: Dict[str, List[columns_lib.EmbeddingColumn]] = {}
+  for column in columns:
+    groups.setdefault(column.resolved_table_name, []).append(column)
+  for name, members in groups.items():
+    keys = tuple(sorted(c.feature_key for c in members))
+    shared = all(c.shared_with == keys for c in members)
+    if len(members) > 1 and not shared:
+      raise ValueError(
+          f'Duplicate table name {name!r}: used by columns '
+          f'{[c.name for c in members]}, which were not declared together '
+          'with shared_embedding_columns. Give them different table_name '
+          '(or shared_embedding_collection_name) values.')
+    first = _table_signature(members[0])
+    if any(_table_signature(c) != first for c in members[1:]):
+      raise ValueError(
+          f'Columns {[c.name for c in members]} share table {name!r} but '
+          'differ in dimension, combiner, initializer or learning_rate_fn; '
+          'declare them in one shared_embedding_columns call.')
+    missing = [k for c in members for k in c.shared_with if k not in keys]
+    if missing:
+      raise ValueError(
+          f'Shared table {name!r} was declared for features '
+          f'{list(members[0].shared_with)}, but the spec lacks {missing}; '
+          'add all the columns returned by shared_embedding_columns.')
+
+
+@dataclasses.dataclass(frozen=True)
+class EmbeddingSpec:
+  """The embedding columns of a model and the optimizer of their tables.
+
+  Attributes:
+    columns: `EmbeddingColumn`s (from `embedding_column` /
+      `shared_embedding_columns`), at most one per feature key.
+    optimizer: the embedding optimizer of every table; a column's
+      `learning_rate_fn` replaces its learning rate for that column's table.
+  """
+
+  columns: Tuple[columns_lib.EmbeddingColumn, ...]
+  optimizer: optimizers.EmbeddingOptimizer
+
+  def __post_init__(self):
+    columns = tuple(self.columns)
+    object.__setattr__(self, 'columns', columns)
+    if not columns:
+      raise ValueError('EmbeddingSpec needs at least one embedding column.')
+    for column in columns:
+      if not isinstance(column, columns_lib.EmbeddingColumn):
+        raise TypeError(
+            f'EmbeddingSpec columns must come from embedding_column or '
+            f'shared_embedding_columns; got {type(column).__name__}: '
+            f'{column!r}.')
+    if not isinstance(self.optimizer, optimizers.EmbeddingOptimizer):
+      raise TypeError(
+          'EmbeddingSpec optimizer must be one of '
+          f'{sorted(optimizers.OPTIMIZERS)} from this package; got '
+          f'{self.optimizer!r}.')
+    _check_unique_keys(columns)
+    _check_tables(columns)
+
+  @property
+  def feature_keys(self) -> List[str]:
+    """The embedded feature keys, in declaration order."""
+    return [c.feature_key for c in self.columns]
+
+  def to_config(self) -> Dict[str, Any]:
+    """Returns the JSON-ready dict (see the module docstring).
+
+    Raises:
+      registry.SpecSerializationError: for a lambda or another callable that
+        cannot be imported back by name or dotted path.
+    """
+    return {'format_version': FORMAT_VERSION,
+            'optimizer': self.optimizer.to_config(),
+            'columns': [c.to_config() for c in self.columns]}
+
+  def to_json(self, indent: Optional[int] = None) -> str:
+    """Returns the spec as JSON text; see `to_config`."""
+    return json.dumps(self.to_config(), indent=indent, sort_keys=True,
+                      allow_nan=False)
+
+  @classmethod
+  def from_config(cls, config: Mapping[str, Any]) -> 'EmbeddingSpec':
+    """Inverse of `to_config`; validates as the constructor does."""
+    version = config.get('format_version')
+    if version != FORMAT_VERSION:
+      raise ValueError(f'Unsupported EmbeddingSpec format_version {version!r}; '
+                       f'this package reads version {FORMAT_VERSION}.')
+    return cls(
+        columns=tuple(columns_lib.EmbeddingColumn.from_config(c)
+                      for c in config['columns']),
+        optimizer=optimizers.EmbeddingOptimizer.from_config(
+            config['optimizer']))
+
+  @classmethod
+  def from_json(cls, text: str) -> 'EmbeddingSpec':
+    """Inverse of `to_json`."""
+    return cls.from_config(json.loads(text))
+
+  def resolve(self, tf_transform_output: Any = None,
+              max_sequence_lengths: Optional[Mapping[str, int]] = None
+             ) -> resolved.ResolvedEmbeddingSpec:
+    """Returns the spec with concrete table sizes and sequence lengths.
+
+    Args:
+      tf_transform_output: a `tft.TFTransformOutput`; needed for
+        Transform-vocabulary columns.
+      max_sequence_lengths: `{feature_key: recommended length}` from the
+        statistics component; needed for `max_sequence_length='auto'`.
+
+    Raises:
+      ValueError: when a size or length cannot be resolved, or the columns of
+        a shared table turn out to differ in size.
+    """
+    return resolution.resolve_columns(self.columns, self.optimizer,
+                                      tf_transform_output,
+                                      max_sequence_lengths)
+
+  def transform_vocabularies(self) -> Dict[str, str]:
+    """`{feature_key: vocabulary_name}` of the Transform-vocabulary columns."""
+    return {c.feature_key: c.categorical_column.base.vocabulary_name
+            for c in self.columns
+            if isinstance(c.categorical_column.base,
+                          categorical.TransformVocabularyColumn)}

@@ -1,0 +1,45 @@
+"""Embedding statistics: id-list lengths, vocabulary use, sequence lengths.
+
+Public API (imported lazily, so that Beam workers that only need the
+PTransforms do not import TFX):
+  FeatureToMeasure, TruncationPolicy: configs.
+  ComputeEmbeddingStatistics, GenerateEmbeddingStatistics,
+    ReadExamplesAsRecordBatches, RecommendSequenceLengths,
+    EmbeddingStatsCombineFn: Beam.
+  resolve_features, ResolvedFeature: configs completed from a Transform output.
+  EmbeddingStatsGen: the TFX component; EmbeddingStatistics: its artifact.
+  load_embedding_statistics: reads an artifact into an
+    `EmbeddingStatisticsResult` (`recommended_max_sequence_lengths()`,
+    `to_summary()`).
+"""
+
+import importlib
+
+_EXPORTS = {
+    'FeatureToMeasure': 'config',
+    'TruncationPolicy': 'config',
+    'ComputeEmbeddingStatistics': 'beam_stats',
+    'EmbeddingStatsCombineFn': 'beam_stats',
+    'GenerateEmbeddingStatistics': 'beam_stats',
+    'ReadExamplesAsRecordBatches': 'beam_stats',
+    'RecommendSequenceLengths': 'beam_stats',
+    'resolve_features': 'features',
+    'ResolvedFeature': 'features',
+    'EmbeddingStatsGen': 'component',
+    'EmbeddingStatistics': 'artifact',
+    'EmbeddingStatisticsResult': 'statistics',
+    'load_embedding_statistics': 'statistics',
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+  if name not in _EXPORTS:
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
+  module = importlib.import_module(f'{__name__}.{_EXPORTS[name]}')
+  return getattr(module, name)
+
+
+def __dir__():
+  return sorted(list(globals()) + __all__)

@@ -1,0 +1,171 @@
+"""Beam PTransforms that compute embedding statistics.
+
+  ReadExamplesAsRecordBatches: TFRecord files -> RecordBatches of the measured
+    columns.
+  ComputeEmbeddingStatistics: RecordBatches of one split -> one
+    `SplitStatistics` (a single global combine, exact).
+  RecommendSequenceLengths: (split, SplitStatistics) pairs -> one
+    `EmbeddingStatisticsResult` with the recommended lengths.
+  GenerateEmbeddingStatistics: all of the above for several splits, writing
+    `embedding_statistics.json`.
+"""
+
+from typing import Iterable, List, Mapping, Sequence, Tuple
+
+import apache_beam as beam
+import pyarrow as pa
+
+from components.embedding_stats import accumulators
+from components.embedding_stats import config
+from components.embedding_stats import decoding
+from components.embedding_stats import features as features_lib
+from components.embedding_stats import policy as policy_lib
+from components.embedding_stats import statistics
+
+METRICS_NAMESPACE = 'tpu_embedding_tfx.EmbeddingStatsGen'
+_MAX_BATCH_SIZE = 1000
+
+_examples_read = beam.metrics.Metrics.counter(METRICS_NAMESPACE,
+                                              'examples_read')
+_rows_truncated = beam.metrics.Metrics.counter(
+    METRICS_NAMESPACE, 'rows_truncated_by_recommended_length')
+
+
+class EmbeddingStatsCombineFn(beam.CombineFn):
+  """Combines RecordBatches into exact per-feature statistics.
+
+  The accumulator is an `accumulators.DatasetAccumulator`; this class only
+  adapts it to Beam.
+  """
+
+  def __init__(self, features: Sequence[features_lib.ResolvedFeature]):
+    self._features = tuple(features)
+
+  def create_accumulator(self) -> accumulators.DatasetAccumulator:
+    return accumulators.DatasetAccumulator(
+        {f.name: (f.num_ids, f.keeps_id_counts) for f in self._features})
+
+  def add_input(self, accumulator: accumulators.DatasetAccumulator,
+                record_batch: pa.RecordBatch
+                ) -> accumulators.DatasetAccumulator:
+    accumulator.add(record_batch.num_rows,
+                    decoding.record_batch_columns(record_batch, self._features))
+    return accumulator
+
+  def merge_accumulators(
+      self, accumulators_: Iterable[accumulators.DatasetAccumulator]
+  ) -> accumulators.DatasetAccumulator:
+    iterator = iter(accumulators_)
+    result = next(iterator)
+    for accumulator in iterator:
+      result.merge(accumulator)
+    return result
+
+  def extract_output(self, accumulator: accumulators.DatasetAccumulator
+                     ) -> statistics.SplitStatistics:
+    return statistics.split_statistics(accumulator, self._features)
+
+
+def _count_examples(record_batch: pa.RecordBatch) -> pa.RecordBatch:
+  _examples_read.inc(record_batch.num_rows)
+  return record_batch
+
+
+@beam.ptransform_fn
+@beam.typehints.with_output_types(pa.RecordBatch)
+def ReadExamplesAsRecordBatches(pipeline: beam.pvalue.PBegin,
+                                file_pattern: str,
+                                columns: Sequence[str]) -> beam.PCollection:
+  """Reads (gzipped) TFRecords of tf.Examples, decoding only `columns`."""
+  decoder = decoding.make_decoder(columns)
+  return (pipeline
+          | 'ReadTFRecords' >> beam.io.ReadFromTFRecord(
+              file_pattern, coder=beam.coders.BytesCoder())
+          | 'BatchExamples' >> beam.BatchElements(
+              max_batch_size=_MAX_BATCH_SIZE)
+          | 'DecodeExamples' >> beam.Map(decoder.DecodeBatch))
+
+
+@beam.ptransform_fn
+@beam.typehints.with_input_types(pa.RecordBatch)
+@beam.typehints.with_output_types(statistics.SplitStatistics)
+def ComputeEmbeddingStatistics(
+    record_batches: beam.PCollection,
+    features: Sequence[features_lib.ResolvedFeature]) -> beam.PCollection:
+  """Computes the statistics of one split; emits exactly one element."""
+  return (record_batches
+          | 'CountExamples' >> beam.Map(_count_examples)
+          | 'CombineStatistics' >> beam.CombineGlobally(
+              EmbeddingStatsCombineFn(features)))
+
+
+def build_result(
+    splits: Mapping[str, statistics.SplitStatistics],
+    features: Sequence[features_lib.ResolvedFeature],
+    policy: config.TruncationPolicy) -> statistics.EmbeddingStatisticsResult:
+  """Recommends lengths on the reference split and applies them to all."""
+  if policy.reference_split not in splits:
+    raise ValueError(
+        f'Reference split {policy.reference_split!r} of the policy was not '
+        f'measured; measured splits: {sorted(splits)}.')
+  sequences = [f.name for f in features if f.is_sequence]
+  recommendations = policy_lib.recommend(
+      splits[policy.reference_split], sequences, policy)
+  lengths = {n: r.max_sequence_length for n, r in recommendations.items()}
+  for name, recommendation in recommendations.items():
+    _rows_truncated.inc(recommendation.rows_truncated)
+    beam.metrics.Metrics.counter(
+        METRICS_NAMESPACE, f'rows_truncated_by_recommended_length[{name}]'
+    ).inc(recommendation.rows_truncated)
+  return statistics.EmbeddingStatisticsResult(
+      policy=policy, features=list(features),
+      splits={n: policy_lib.with_truncation(s, lengths)
+              for n, s in splits.items()},
+      recommendations=recommendations)
+
+
+@beam.ptransform_fn
+@beam.typehints.with_input_types(Tuple[str, statistics.SplitStatistics])
+@beam.typehints.with_output_types(statistics.EmbeddingStatisticsResult)
+def RecommendSequenceLengths(
+    split_statistics: beam.PCollection,
+    features: Sequence[features_lib.ResolvedFeature],
+    policy: config.TruncationPolicy) -> beam.PCollection:
+  """Joins the splits' statistics and adds recommended lengths."""
+  return (split_statistics
+          | 'CollectSplits' >> beam.combiners.ToDict()
+          | 'Recommend' >> beam.Map(build_result, features, policy))
+
+
+@beam.ptransform_fn
+@beam.typehints.with_output_types(statistics.EmbeddingStatisticsResult)
+def GenerateEmbeddingStatistics(
+    pipeline: beam.pvalue.PBegin, file_patterns: Mapping[str, str],
+    features: Sequence[features_lib.ResolvedFeature],
+    policy: config.TruncationPolicy, output_uri: str) -> beam.PCollection:
+  """Reads each split, computes, recommends and writes the JSON to `output_uri`.
+
+  Args:
+    pipeline: The pipeline.
+    file_patterns: split name -> TFRecord file pattern of that split.
+    features: The resolved features to measure.
+    policy: How to pick sequence lengths.
+    output_uri: Directory that receives `embedding_statistics.json`.
+
+  Returns:
+    A PCollection holding the one `EmbeddingStatisticsResult`.
+  """
+  columns = [f.column for f in features]
+  keyed: List[beam.PCollection] = []
+  for split, pattern in sorted(file_patterns.items()):
+    keyed.append(
+        pipeline
+        | f'Read[{split}]' >> ReadExamplesAsRecordBatches(pattern, columns)
+        | f'ComputeStatistics[{split}]' >> ComputeEmbeddingStatistics(features)
+        | f'KeyBySplit[{split}]' >> beam.Map(lambda s, k=split: (k, s)))
+  result = (keyed
+            | 'FlattenSplits' >> beam.Flatten(pipeline=pipeline.pipeline)
+            | 'RecommendLengths' >> RecommendSequenceLengths(features, policy))
+  _ = result | 'WriteStatistics' >> beam.Map(statistics.write_statistics,
+                                              output_uri)
+  return result

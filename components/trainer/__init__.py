@@ -1,0 +1,1 @@
+"""The TPU embedding Trainer: TFX component, training loop, export."""

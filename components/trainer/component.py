@@ -1,0 +1,80 @@
+"""TpuEmbeddingTrainer: the TFX component that trains with TPU embedding columns."""
+
+from typing import Any, Dict, Optional, Union
+
+from tfx import types
+from tfx.dsl.components.base import base_component
+from tfx.dsl.components.base import executor_spec
+from tfx.types import component_spec
+from tfx.types import standard_artifacts
+
+from components.embedding_stats import artifact as stats_artifact
+from components.trainer import config as config_lib
+from components.trainer import executor
+
+
+class TpuEmbeddingTrainerSpec(types.ComponentSpec):
+  """Inputs: Transform's outputs and the embedding statistics."""
+
+  PARAMETERS = {
+      executor.EMBEDDING_SPEC_KEY: component_spec.ExecutionParameter(type=str),
+      executor.TRAINING_CONFIG_KEY: component_spec.ExecutionParameter(type=str),
+      executor.TPU_TYPE_KEY: component_spec.ExecutionParameter(
+          type=str, optional=True),
+  }
+  INPUTS = {
+      executor.EXAMPLES_KEY: component_spec.ChannelParameter(
+          type=standard_artifacts.Examples),
+      executor.TRANSFORM_GRAPH_KEY: component_spec.ChannelParameter(
+          type=standard_artifacts.TransformGraph),
+      executor.SCHEMA_KEY: component_spec.ChannelParameter(
+          type=standard_artifacts.Schema, optional=True),
+      executor.STATISTICS_KEY: component_spec.ChannelParameter(
+          type=stats_artifact.EmbeddingStatistics, optional=True),
+  }
+  OUTPUTS = {
+      executor.MODEL_KEY: component_spec.ChannelParameter(
+          type=standard_artifacts.Model),
+      executor.MODEL_RUN_KEY: component_spec.ChannelParameter(
+          type=standard_artifacts.ModelRun),
+  }
+
+
+class TpuEmbeddingTrainer(base_component.BaseComponent):
+  """Trains a model whose embeddings are TPU embedding columns.
+
+  The embedding spec (``components.embedding.EmbeddingSpec``) is given as the
+  spec itself, its JSON, or the dotted path of a function returning it. It is
+  resolved against the Transform output (table sizes, OOV buckets) and the
+  embedding statistics (``max_sequence_length='auto'``) and validated before
+  training starts. ``training_config.tpu`` None trains on the CPU/GPU with
+  the TPU's semantics.
+  """
+
+  SPEC_CLASS = TpuEmbeddingTrainerSpec
+  EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(executor.Executor)
+
+  def __init__(self,
+               examples: types.BaseChannel,
+               transform_graph: types.BaseChannel,
+               embedding_spec: Union[str, Any],
+               training_config: Union[config_lib.TrainingConfig, Dict[str, Any]],
+               schema: Optional[types.BaseChannel] = None,
+               embedding_statistics: Optional[types.BaseChannel] = None,
+               tpu_type: Optional[str] = None):
+    if not isinstance(embedding_spec, str):
+      embedding_spec = embedding_spec.to_json()
+    executor.load_embedding_spec(embedding_spec)  # Fail at definition time.
+    if isinstance(training_config, dict):
+      training_config = config_lib.TrainingConfig.from_dict(training_config)
+    spec = TpuEmbeddingTrainerSpec(
+        examples=examples,
+        transform_graph=transform_graph,
+        schema=schema,
+        embedding_statistics=embedding_statistics,
+        embedding_spec=embedding_spec,
+        training_config=training_config.to_json(),
+        tpu_type=tpu_type,
+        model=types.Channel(type=standard_artifacts.Model),
+        model_run=types.Channel(type=standard_artifacts.ModelRun))
+    super().__init__(spec=spec)

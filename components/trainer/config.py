@@ -1,0 +1,95 @@
+"""The training job's settings: a plain, validated, JSON-serialisable dataclass.
+
+It travels in the Trainer component's ``custom_config`` (and so in a compiled
+Kubeflow pipeline), so every field is a JSON scalar; user code is named by
+dotted path.
+"""
+
+import dataclasses
+import json
+from typing import Any, Dict, Mapping, Optional
+
+
+@dataclasses.dataclass
+class TrainingConfig:
+  """How to train: steps, batches, checkpoints, device and the user's model.
+
+  Attributes:
+    model_fn: dotted path of ``fn(resolved_spec, dense_feature_keys) ->
+      tf_keras.Model``; the model maps ``{'embeddings': {...}, 'features':
+      {...}}`` to logits of shape [batch, 1].
+    label_key: the transformed label feature (0/1).
+    raw_label_key: the label in raw tf.Examples, which serving requests do
+      not carry (left out of the serving signature's parsing spec).
+    train_steps: optimizer steps in total (a resumed run continues to it).
+    eval_steps: batches evaluated at the end; 0 evaluates the whole eval split.
+    batch_size: global batch size; every batch has exactly this many rows (the
+      last partial batch is dropped) so shapes are static, as TPUs require.
+    dense_learning_rate: Adam learning rate of the dense layers.
+    checkpoint_every: steps between checkpoints (tables, optimizer slots, the
+      step and the input position).
+    log_every: steps between progress lines and TensorBoard points.
+    shuffle_buffer: examples in the training shuffle buffer.
+    seed: seeds the shuffle and the dense initialisation.
+    tpu: None trains on the CPU/GPU; '' or 'local' the TPU VM's own TPU; else
+      the name or grpc:// address given to ``TPUClusterResolver``.
+    pipeline_execution_with_tensor_core: ``TPUEmbedding``'s option to overlap
+      the embedding and TensorCore work of consecutive steps.
+    export_projector: also write the tables and vocabularies for TensorBoard's
+      embedding projector.
+  """
+
+  model_fn: str
+  label_key: str
+  raw_label_key: Optional[str] = None
+  train_steps: int = 1000
+  eval_steps: int = 0
+  batch_size: int = 256
+  dense_learning_rate: float = 1e-3
+  checkpoint_every: int = 200
+  log_every: int = 50
+  shuffle_buffer: int = 10_000
+  seed: int = 42
+  tpu: Optional[str] = None
+  pipeline_execution_with_tensor_core: bool = False
+  export_projector: bool = True
+
+  def __post_init__(self):
+    for name in ('train_steps', 'batch_size', 'checkpoint_every', 'log_every',
+                 'shuffle_buffer'):
+      value = getattr(self, name)
+      if not isinstance(value, int) or value <= 0:
+        raise ValueError(f'TrainingConfig.{name} must be an int > 0, got '
+                         f'{value!r}.')
+    if not isinstance(self.eval_steps, int) or self.eval_steps < 0:
+      raise ValueError(f'TrainingConfig.eval_steps must be an int >= 0, got '
+                       f'{self.eval_steps!r}.')
+    if self.dense_learning_rate <= 0:
+      raise ValueError('TrainingConfig.dense_learning_rate must be > 0, got '
+                       f'{self.dense_learning_rate!r}.')
+    if '.' not in self.model_fn:
+      raise ValueError(f'TrainingConfig.model_fn must be a dotted path such as '
+                       f'"my_package.model.build", got {self.model_fn!r}.')
+
+  @property
+  def on_tpu(self) -> bool:
+    return self.tpu is not None
+
+  def to_dict(self) -> Dict[str, Any]:
+    return dataclasses.asdict(self)
+
+  def to_json(self) -> str:
+    return json.dumps(self.to_dict(), sort_keys=True)
+
+  @classmethod
+  def from_dict(cls, values: Mapping[str, Any]) -> 'TrainingConfig':
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+      raise ValueError(f'Unknown TrainingConfig fields {unknown}; known: '
+                       f'{sorted(known)}.')
+    return cls(**values)
+
+  @classmethod
+  def from_json(cls, text: str) -> 'TrainingConfig':
+    return cls.from_dict(json.loads(text))

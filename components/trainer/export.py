@@ -1,0 +1,137 @@
+"""Exports: a serving SavedModel on raw tf.Examples, and projector files.
+
+The serving signature takes serialized raw ``tf.Example``s, applies the
+Transform graph, maps ids, looks them up in the learned tables with the CPU
+lookup and returns probabilities, so it runs wherever TF Serving or
+``saved_model_cli`` does. Unseen tokens fall in the OOV buckets, missing
+features and empty lists become empty rows (zero embeddings).
+
+The tables are restored from the training checkpoint, which both the CPU and
+the TPU path write with the same layout; the optimizer slots are left out.
+"""
+
+import os
+from typing import Any, Dict, List, Mapping, Optional
+
+import tensorflow as tf
+from absl import logging
+from tensorboard.plugins import projector
+
+from components.embedding import cpu_embedding
+from components.trainer import backends
+
+SERVING_SIGNATURE = 'serving_default'
+PROJECTOR_DIR = 'projector'
+_embedding = tf.tpu.experimental.embedding
+
+
+def serving_feature_config(feature_config: Mapping[str, Any]) -> Dict[str, Any]:
+  """A copy of ``feature_config`` whose tables have no optimizer (no slots)."""
+  tables = {}
+  result = {}
+  for key, feature in feature_config.items():
+    table = feature.table
+    if id(table) not in tables:
+      tables[id(table)] = _embedding.TableConfig(
+          vocabulary_size=table.vocabulary_size, dim=table.dim,
+          initializer=table.initializer, optimizer=None,
+          combiner=table.combiner, name=table.name)
+    result[key] = _embedding.FeatureConfig(
+        table=tables[id(table)],
+        max_sequence_length=feature.max_sequence_length,
+        validate_weights_and_indices=feature.validate_weights_and_indices,
+        name=feature.name)
+  return result
+
+
+class ServingModule(tf.Module):
+  """Raw tf.Example bytes in, probabilities out."""
+
+  def __init__(self, tft_layer: Any, id_mapper: Any, embedding: Any,
+               model: Any, raw_feature_spec: Mapping[str, Any],
+               dense_keys: List[str]):
+    super().__init__(name='serving')
+    self.tft_layer = tft_layer
+    self.id_mapper = id_mapper
+    self.embedding = embedding
+    self.model = model
+    self._raw_feature_spec = dict(raw_feature_spec)
+    self._dense_keys = list(dense_keys)
+
+  @tf.function(input_signature=[
+      tf.TensorSpec(shape=[None], dtype=tf.string, name='examples')])
+  def serve(self, examples: tf.Tensor) -> Dict[str, tf.Tensor]:
+    raw = tf.io.parse_example(examples, self._raw_feature_spec)
+    transformed = self.tft_layer(raw)
+    ids, weights = self.id_mapper(transformed)
+    weights = {k: v for k, v in weights.items() if v is not None}
+    activations = self.embedding(ids, backends.full_weights(ids, weights))
+    dense = {k: tf.cast(transformed[k], tf.float32) for k in self._dense_keys}
+    logits = self.model(backends.model_inputs(activations, dense),
+                        training=False)
+    return {'probabilities': tf.sigmoid(logits)}
+
+
+def restore_tables(feature_config: Mapping[str, Any],
+                   checkpoint_path: str) -> cpu_embedding.CpuEmbedding:
+  """The learned tables (no optimizer slots) from a training checkpoint."""
+  embedding = cpu_embedding.CpuEmbedding(
+      serving_feature_config(feature_config), optimizer=None)
+  embedding.build()
+  tf.train.Checkpoint(embedding=embedding).restore(
+      checkpoint_path).expect_partial().assert_existing_objects_matched()
+  return embedding
+
+
+def export_serving_model(export_dir: str, embedding: Any, model: Any,
+                         id_mapper: Any, tf_transform_output: Any,
+                         label_keys: List[str],
+                         dense_keys: List[str]) -> str:
+  """Writes the SavedModel; returns ``export_dir``.
+
+  Args:
+    export_dir: where the SavedModel goes.
+    embedding: the tables, from ``restore_tables``.
+    model: the trained dense model.
+    id_mapper: the spec's ``IdMapper``.
+    tf_transform_output: the Transform output (graph and raw feature spec).
+    label_keys: raw features the requests do not carry.
+    dense_keys: the transformed features the dense model reads.
+  """
+  raw_spec = tf_transform_output.raw_feature_spec()
+  for key in label_keys:
+    raw_spec.pop(key, None)
+  module = ServingModule(tf_transform_output.transform_features_layer(),
+                         id_mapper, embedding, model, raw_spec, dense_keys)
+  tf.saved_model.save(module, export_dir,
+                      signatures={SERVING_SIGNATURE: module.serve})
+  logging.info('Serving model written to %s', export_dir)
+  return export_dir
+
+
+def _row_labels(resolved_table: Any, vocabulary: Optional[List[str]]) -> List[str]:
+  size = resolved_table.vocabulary_size
+  tokens = list(vocabulary or [])[:size]
+  return tokens + [f'[OOV {i}]' for i in range(size - len(tokens))]
+
+
+def export_projector(log_dir: str, embedding: Any, resolved_spec: Any,
+                     vocabularies: Mapping[str, List[str]]) -> str:
+  """Writes the tables and their row labels for TensorBoard's projector."""
+  out_dir = os.path.join(log_dir, PROJECTOR_DIR)
+  tf.io.gfile.makedirs(out_dir)
+  config = projector.ProjectorConfig()
+  variables = {}
+  for table_config, variable in embedding.embedding_tables.items():
+    table = resolved_spec.tables[table_config.name]
+    metadata = f'{table.name}.tsv'
+    with tf.io.gfile.GFile(os.path.join(out_dir, metadata), 'w') as f:
+      for label in _row_labels(table, vocabularies.get(table.name)):
+        f.write(label.replace('\n', ' ').replace('\t', ' ') + '\n')
+    variables[table.name] = tf.Variable(variable, name=table.name)
+    entry = config.embeddings.add()
+    entry.tensor_name = f'{table.name}/.ATTRIBUTES/VARIABLE_VALUE'
+    entry.metadata_path = metadata
+  tf.train.Checkpoint(**variables).save(os.path.join(out_dir, 'tables.ckpt'))
+  projector.visualize_embeddings(out_dir, config)
+  return out_dir

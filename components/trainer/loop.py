@@ -1,0 +1,229 @@
+"""The custom training loop shared by the CPU/GPU and TPU paths.
+
+Everything up to the device calls is shared: the input pipeline, the id
+mapping on the host, the user's dense model and its optimizer, checkpoints,
+TensorBoard logs and progress. The backend (see ``backends``) supplies only the
+step functions.
+
+A checkpoint holds the step, the tables with their optimizer slots, the dense
+model and optimizer, and (on the CPU/GPU path) the input iterator's position.
+A run that finds a checkpoint in its run directory resumes from it.
+"""
+
+import dataclasses
+import importlib
+import os
+import time
+from typing import Any, Callable, Dict, List, Mapping, Optional
+
+import numpy as np
+import tensorflow as tf
+import tf_keras
+from absl import logging
+
+from components.trainer import backends
+from components.trainer import config as config_lib
+from components.trainer import inputs
+
+CHECKPOINT_DIR = 'checkpoints'
+LOG_DIR = 'logs'
+
+
+@dataclasses.dataclass
+class TrainResult:
+  """What a training run did and where it left its state."""
+  steps: int
+  resumed_from_step: int
+  final_loss: float
+  examples_per_second: float
+  eval_metrics: Dict[str, float]
+  checkpoint: str
+  device: str
+  dense_feature_keys: List[str]
+
+
+def import_function(dotted_path: str) -> Callable[..., Any]:
+  """Imports ``package.module.function``; errors say what was not found."""
+  module_name, _, name = dotted_path.rpartition('.')
+  try:
+    module = importlib.import_module(module_name)
+  except ImportError as e:
+    raise ValueError(f'Cannot import module {module_name!r} of '
+                     f'{dotted_path!r}: {e}') from e
+  if not hasattr(module, name):
+    raise ValueError(f'Module {module_name!r} has no {name!r} '
+                     f'(from {dotted_path!r}).')
+  return getattr(module, name)
+
+
+class BatchPreparer:
+  """Maps parsed features to ``(ids, weights, dense, labels)`` on the host.
+
+  Weights of unweighted features are left out (tf.data elements cannot hold
+  None); ``backends.full_weights`` restores the full structure.
+  """
+
+  def __init__(self, id_mapper: Any, dense_keys: List[str]):
+    self._id_mapper = id_mapper
+    self._dense_keys = list(dense_keys)
+
+  def __call__(self, features: Mapping[str, Any], labels: tf.Tensor):
+    ids, weights = self._id_mapper(features)
+    weights = {k: v for k, v in weights.items() if v is not None}
+    dense = {k: tf.cast(features[k], tf.float32) for k in self._dense_keys}
+    return ids, weights, dense, labels
+
+
+def _format_duration(seconds: float) -> str:
+  seconds = int(max(seconds, 0))
+  return f'{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}'
+
+
+class _Progress:
+  """Logs steps, loss, examples per second and time left; writes TensorBoard."""
+
+  def __init__(self, writer: Any, batch_size: int, first_step: int,
+               last_step: int):
+    self._writer = writer
+    self._batch_size = batch_size
+    self._last_step = last_step
+    self._mark_step, self._mark_time = first_step, time.time()
+    self._start_step, self._start_time = first_step, self._mark_time
+    self.examples_per_second = 0.0
+
+  def update(self, step: int, loss: float) -> None:
+    now = time.time()
+    rate = (step - self._mark_step) * self._batch_size / max(
+        now - self._mark_time, 1e-9)
+    self._mark_step, self._mark_time = step, now
+    overall = (step - self._start_step) * self._batch_size / max(
+        now - self._start_time, 1e-9)
+    self.examples_per_second = overall
+    left = (self._last_step - step) * self._batch_size / max(overall, 1e-9)
+    logging.info('step %d/%d  loss %.4f  %s examples/s  %s left', step,
+                 self._last_step, loss, f'{rate:,.0f}', _format_duration(left))
+    with self._writer.as_default(step=step):
+      tf.summary.scalar('loss', loss)
+      tf.summary.scalar('examples_per_second', rate)
+
+
+def evaluate(backend: Any, model: Any, dataset: Any,
+             steps: int = 0) -> Dict[str, float]:
+  """AUC, log loss and count on ``dataset`` (``steps`` batches, 0 = all)."""
+  predict = backend.predict_step(model)
+  auc = tf_keras.metrics.AUC(num_thresholds=2000)
+  log_loss = tf_keras.metrics.BinaryCrossentropy()
+  count = 0
+  for index, batch in enumerate(dataset):
+    if steps and index >= steps:
+      break
+    labels, probabilities = predict(batch)
+    auc.update_state(labels, probabilities)
+    log_loss.update_state(labels, probabilities)
+    count += int(labels.shape[0])
+  if not count:
+    raise ValueError('The evaluation split produced no full batch; lower '
+                     'batch_size or add evaluation data.')
+  return {'auc': float(auc.result()), 'log_loss': float(log_loss.result()),
+          'examples': float(count)}
+
+
+def train(config: config_lib.TrainingConfig,
+          resolved_spec: Any,
+          feature_spec: Mapping[str, Any],
+          train_files: List[str],
+          eval_files: List[str],
+          run_dir: str,
+          on_step: Optional[Callable[[int], None]] = None) -> TrainResult:
+  """Trains (or resumes) to ``config.train_steps`` and evaluates.
+
+  Args:
+    config: the training settings.
+    resolved_spec: a ``ResolvedEmbeddingSpec`` (sizes and lengths concrete).
+    feature_spec: the transformed feature spec (``TFTransformOutput``).
+    train_files: training TFRecord files.
+    eval_files: evaluation TFRecord files.
+    run_dir: checkpoints go to ``run_dir/checkpoints``, TensorBoard logs to
+      ``run_dir/logs``.
+    on_step: called after every step with the step number (tests use it).
+  """
+  tf.keras.utils.set_random_seed(config.seed)
+  global_step = tf.Variable(0, dtype=tf.int64, trainable=False,
+                            name='global_step')
+  backend = backends.make_backend(
+      config.tpu, resolved_spec.compile(global_step),
+      resolved_spec.compile_optimizer(global_step),
+      config.pipeline_execution_with_tensor_core)
+  backends.check_batch_size(config.batch_size, backend.num_replicas)
+  embedded_keys = list(resolved_spec.features)
+  dense_keys = inputs.dense_feature_keys(feature_spec, config.label_key,
+                                         embedded_keys)
+  with backend.strategy.scope():
+    model = import_function(config.model_fn)(resolved_spec, dense_keys)
+    dense_optimizer = tf_keras.optimizers.Adam(config.dense_learning_rate)
+  prepare = BatchPreparer(resolved_spec.id_mapper(), dense_keys)
+
+  train_data = inputs.make_dataset(
+      train_files, feature_spec, config.label_key, config.batch_size,
+      training=True, shuffle_buffer=config.shuffle_buffer,
+      seed=config.seed).map(prepare)
+  iterator = iter(backend.distribute(train_data))
+  state = dict(step=global_step, embedding=backend.embedding, model=model,
+               dense_optimizer=dense_optimizer)
+  if backend.name == 'cpu':
+    state['input'] = iterator  # Distributed TPU iterators are not saveable.
+  checkpoint = tf.train.Checkpoint(**state)
+  manager = tf.train.CheckpointManager(
+      checkpoint, os.path.join(run_dir, CHECKPOINT_DIR), max_to_keep=3)
+  resumed_from = 0
+  if manager.latest_checkpoint:
+    checkpoint.restore(manager.latest_checkpoint)
+    resumed_from = int(global_step.numpy())
+    logging.info('Resuming from %s at step %d.', manager.latest_checkpoint,
+                 resumed_from)
+
+  step_fn = backend.train_step(model, dense_optimizer)
+  writer = tf.summary.create_file_writer(os.path.join(run_dir, LOG_DIR,
+                                                      'train'))
+  progress = _Progress(writer, config.batch_size, resumed_from,
+                       config.train_steps)
+  loss = float('nan')
+  with backend.strategy.scope():
+    while int(global_step.numpy()) < config.train_steps:
+      loss_tensor = step_fn(iterator)
+      step = int(global_step.assign_add(1).numpy())
+      if step % config.log_every == 0 or step == config.train_steps:
+        loss = float(loss_tensor)
+        if not np.isfinite(loss):
+          raise FloatingPointError(
+              f'The loss became {loss} at step {step}; lower the learning '
+              'rates. The last good checkpoint is kept.')
+        progress.update(step, loss)
+      if step % config.checkpoint_every == 0:
+        manager.save(checkpoint_number=step)
+      if on_step:
+        on_step(step)
+  final_step = int(global_step.numpy())
+  final_checkpoint = manager.latest_checkpoint
+  if not final_checkpoint or not final_checkpoint.endswith(f'-{final_step}'):
+    final_checkpoint = manager.save(checkpoint_number=final_step)
+  eval_data = inputs.make_dataset(
+      eval_files, feature_spec, config.label_key, config.batch_size,
+      training=False, drop_remainder=backend.name == 'tpu').map(prepare)
+  metrics = evaluate(backend, model, backend.distribute(eval_data),
+                     config.eval_steps)
+  eval_writer = tf.summary.create_file_writer(os.path.join(run_dir, LOG_DIR,
+                                                           'eval'))
+  with eval_writer.as_default(step=int(global_step.numpy())):
+    for name, value in metrics.items():
+      tf.summary.scalar(name, value)
+  logging.info('Evaluation: %s', metrics)
+  return TrainResult(
+      steps=int(global_step.numpy()),
+      resumed_from_step=resumed_from,
+      final_loss=loss,
+      examples_per_second=progress.examples_per_second,
+      eval_metrics=metrics,
+      checkpoint=final_checkpoint,
+      device=backend.device_description,
+      dense_feature_keys=dense_keys)

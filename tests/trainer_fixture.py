@@ -1,0 +1,101 @@
+"""A small real Transform output of synthetic movies, for Trainer tests.
+
+Runs the movies ``preprocessing_fn`` with tf.Transform's Beam API and writes
+the transformed examples as TFX would (``Split-train``/``Split-eval`` gzipped
+TFRecords) next to the transform graph.
+"""
+
+import os
+import random
+
+import tensorflow as tf
+import tensorflow_transform as tft
+import tensorflow_transform.beam as tft_beam
+from tensorflow_transform.tf_metadata import metadata_io
+
+from pipelines.movies import features
+from pipelines.movies import preprocessing
+
+_ACTORS = [f'actor_{i}' for i in range(40)]
+_CREW = [f'crew_{i}' for i in range(15)]
+_GENRES = ['drama', 'comedy', 'horror', 'documentary']
+_GOOD_ACTORS = set(_ACTORS[:10])
+
+
+def raw_feature_spec():
+  spec = {n: tf.io.VarLenFeature(tf.string)
+          for n in features.CATEGORICAL_FEATURES}
+  spec.update({n: tf.io.VarLenFeature(tf.float32)
+               for n in features.NUMERIC_FEATURES})
+  spec[features.LABEL] = tf.io.VarLenFeature(tf.int64)
+  return spec
+
+
+def synthetic_rows(count: int, seed: int = 0):
+  """Raw rows whose label depends on the cast and genre (learnable)."""
+  rng = random.Random(seed)
+  rows = []
+  for _ in range(count):
+    cast = rng.sample(_ACTORS, rng.randint(0, 12))
+    genre = rng.sample(_GENRES, rng.randint(1, 2))
+    score = len(_GOOD_ACTORS.intersection(cast)) + ('documentary' in genre) * 2
+    rows.append({
+        features.CAST: [a.encode() for a in cast],
+        features.DIRECTOR: [rng.choice(_CREW).encode()],
+        features.WRITER: [c.encode() for c in rng.sample(_CREW, rng.randint(0, 2))],
+        features.GENRE: [g.encode() for g in genre],
+        features.LANGUAGE: [b'English'] if rng.random() < 0.8 else [],
+        features.COUNTRY: [rng.choice([b'US', b'FR', b'JP'])],
+        features.PRODUCTION: [rng.choice([b'A', b'B'])] if rng.random() < .5 else [],
+        features.MPAA_RATING: [rng.choice([b'R', b'PG'])],
+        features.YEAR: [float(rng.randint(1950, 2020))],
+        features.RUNTIME: [float(rng.randint(80, 180))] if rng.random() < .9 else [],
+        features.LABEL: [int(score + rng.random() * 1.5 >= 2)],
+    })
+  return rows
+
+
+def raw_example(row) -> bytes:
+  """A raw row as a serialized tf.Example (what serving requests carry)."""
+  feature = {}
+  for key, values in row.items():
+    if not values:
+      feature[key] = tf.train.Feature()
+    elif isinstance(values[0], bytes):
+      feature[key] = tf.train.Feature(bytes_list=tf.train.BytesList(value=values))
+    elif isinstance(values[0], float):
+      feature[key] = tf.train.Feature(float_list=tf.train.FloatList(value=values))
+    else:
+      feature[key] = tf.train.Feature(int64_list=tf.train.Int64List(value=values))
+  return tf.train.Example(
+      features=tf.train.Features(feature=feature)).SerializeToString()
+
+
+def build_transform_output(root: str, train_rows: int = 480,
+                           eval_rows: int = 160):
+  """Writes examples and transform graph under ``root``; returns their dirs."""
+  metadata = tft.DatasetMetadata.from_feature_spec(raw_feature_spec())
+  train = synthetic_rows(train_rows, seed=1)
+  evaluation = synthetic_rows(eval_rows, seed=2)
+  examples_dir = os.path.join(root, 'examples')
+  transform_dir = os.path.join(root, 'transform_graph')
+  with tft_beam.Context(temp_dir=os.path.join(root, 'tmp')):
+    (train_out, out_metadata), transform_fn = (
+        (train, metadata)
+        | tft_beam.AnalyzeAndTransformDataset(preprocessing.preprocessing_fn))
+    eval_out, _ = (((evaluation, metadata), transform_fn)
+                   | tft_beam.TransformDataset())
+    _ = transform_fn | tft_beam.WriteTransformFn(transform_dir)
+  # Transform writes the raw schema too; serving parses requests with it.
+  metadata_io.write_metadata(
+      metadata, os.path.join(transform_dir,
+                             tft.TFTransformOutput.RAW_METADATA_DIR))
+  coder = tft.coders.ExampleProtoCoder(out_metadata.schema)
+  for split, rows in (('train', train_out), ('eval', eval_out)):
+    split_dir = os.path.join(examples_dir, f'Split-{split}')
+    tf.io.gfile.makedirs(split_dir)
+    with tf.io.TFRecordWriter(os.path.join(split_dir, 'data.gz'),
+                              options='GZIP') as writer:
+      for row in rows:
+        writer.write(coder.encode(row))
+  return examples_dir, transform_dir

@@ -12,6 +12,10 @@ import time
 _PROGRESS = re.compile(
     r'Component (?P<node>\S+) is (?P<what>running|finished)\.|'
     r'A cached execution (?P<cached>\d+) is used\.')
+# Lines of long-running components that a person wants to see as they come.
+_PASS_THROUGH = re.compile(
+    r'^(step \d+/\d+|Training the embedding on|Resuming from|Evaluation:|'
+    r'Serving model written)')
 
 
 class ProgressFilter(logging.Filter):
@@ -25,7 +29,11 @@ class ProgressFilter(logging.Filter):
   def filter(self, record: logging.LogRecord) -> bool:
     if record.levelno >= logging.WARNING:
       return not _is_noise(record)
-    match = _PROGRESS.search(record.getMessage())
+    message = record.getMessage()
+    if _PASS_THROUGH.search(message):
+      record.msg, record.args = '    %s', (message,)
+      return True
+    match = _PROGRESS.search(message)
     if not match:
       return False
     if match.group('cached'):

@@ -36,6 +36,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                       help='read only the first N films (quick runs)')
   parser.add_argument('--database-uri', default=None,
                       help='another movies SQLite file (default: bundled)')
+  parser.add_argument('--train-steps', type=int, default=None,
+                      help='Trainer steps (default: the demo configuration)')
   parser.add_argument('--no-cache', action='store_true',
                       help='rerun every component')
   parser.add_argument('--beam-arg', action='append', default=[],
@@ -59,7 +61,9 @@ def run(args: argparse.Namespace) -> dict:
       beam_pipeline_args=['--runner=DirectRunner'] + args.beam_arg,
       database_uri=args.database_uri,
       sample_rows=args.sample_rows,
-      enable_cache=not args.no_cache)
+      enable_cache=not args.no_cache,
+      training_config=pipeline.default_training_config(
+          **({'train_steps': args.train_steps} if args.train_steps else {})))
   tfx.orchestration.LocalDagRunner().run(movies_pipeline)
   result = summary.build_summary(
       run_summary.latest_run(metadata_path, args.pipeline_name))

@@ -10,10 +10,28 @@ from typing import Any, Dict, List, Optional
 
 from tfx import v1 as tfx
 
+from components.embedding_stats import component as stats_component
+from components.embedding_stats import from_spec
 from components.movies_example_gen import MoviesExampleGen
 from components.movies_example_gen import movies_db
+from components.trainer import component as trainer_component
+from components.trainer import config as trainer_config
+from pipelines.movies import embedding_spec
+from pipelines.movies import features
 
 PREPROCESSING_FN = 'pipelines.movies.preprocessing.preprocessing_fn'
+MODEL_FN = 'pipelines.movies.model.build_model'
+EMBEDDING_SPEC_FN = 'pipelines.movies.embedding_spec.create_embedding_spec'
+
+
+def default_training_config(**overrides: Any) -> trainer_config.TrainingConfig:
+  """The demo's training settings; ``overrides`` replace any field."""
+  values = dict(model_fn=MODEL_FN, label_key=features.TRANSFORMED_LABEL,
+                raw_label_key=features.LABEL,
+                train_steps=embedding_spec.TRAIN_STEPS, batch_size=128,
+                checkpoint_every=250, log_every=100)
+  values.update(overrides)
+  return trainer_config.TrainingConfig(**values)
 
 
 def create_pipeline(
@@ -25,6 +43,9 @@ def create_pipeline(
     sample_rows: Optional[int] = None,
     transform_config: Optional[Dict[str, Any]] = None,
     enable_cache: bool = True,
+    training_config: Optional[trainer_config.TrainingConfig] = None,
+    tpu_type: Optional[str] = None,
+    trainer_class: Any = trainer_component.TpuEmbeddingTrainer,
 ) -> tfx.dsl.Pipeline:
   """Builds the movies pipeline.
 
@@ -40,6 +61,10 @@ def create_pipeline(
     transform_config: ``custom_config`` of Transform (vocabulary options, see
       ``pipelines.movies.preprocessing``).
     enable_cache: reuse the outputs of unchanged components on a rerun.
+    training_config: the Trainer's settings (``default_training_config()``).
+    tpu_type: TPU generation ('v5e', ...) whose HBM bounds the memory plan.
+    trainer_class: the Trainer component; the Vertex AI runner passes one
+      that runs as a Vertex custom job.
   """
   query = movies_db.DEFAULT_QUERY
   if sample_rows:
@@ -58,7 +83,22 @@ def create_pipeline(
       # Raw statistics come from StatisticsGen and the embedded features' from
       # EmbeddingStatsGen; Transform's own statistics would double its time.
       disable_statistics=True)
-  components = [example_gen, statistics_gen, schema_gen, transform]
+  spec = embedding_spec.create_embedding_spec()
+  embedding_stats = stats_component.EmbeddingStatsGen(
+      transformed_examples=transform.outputs['transformed_examples'],
+      transform_graph=transform.outputs['transform_graph'],
+      features=from_spec.features_from_embedding_spec(spec))
+  training_config = training_config or default_training_config()
+  trainer = trainer_class(
+      examples=transform.outputs['transformed_examples'],
+      transform_graph=transform.outputs['transform_graph'],
+      schema=schema_gen.outputs['schema'],
+      embedding_statistics=embedding_stats.outputs['statistics'],
+      embedding_spec=EMBEDDING_SPEC_FN,
+      training_config=training_config,
+      tpu_type=tpu_type)
+  components = [example_gen, statistics_gen, schema_gen, transform,
+                embedding_stats, trainer]
   return tfx.dsl.Pipeline(
       pipeline_name=pipeline_name,
       pipeline_root=pipeline_root,

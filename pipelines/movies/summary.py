@@ -63,10 +63,26 @@ def _transform_section(node: run_summary.NodeRun) -> Dict[str, Any]:
   }
 
 
+def _embedding_stats_section(node: run_summary.NodeRun) -> Dict[str, Any]:
+  from components.embedding_stats import statistics  # pylint: disable=g-import-not-at-top
+  result = statistics.load_embedding_statistics(node.outputs['statistics'][0].uri)
+  return {'embedding_statistics': result.to_summary()}
+
+
+def _trainer_section(node: run_summary.NodeRun) -> Dict[str, Any]:
+  from components.trainer import executor  # pylint: disable=g-import-not-at-top
+  path = os.path.join(node.outputs['model_run'][0].uri,
+                      executor.TRAINING_RESULT_FILE)
+  with tf.io.gfile.GFile(path) as f:
+    return {'training': json.load(f)}
+
+
 # Node id -> the section it contributes. Later components add theirs here.
 SECTIONS: Dict[str, Callable[[run_summary.NodeRun], Dict[str, Any]]] = {
     'MoviesExampleGen': _examples_section,
     'Transform': _transform_section,
+    'EmbeddingStatsGen': _embedding_stats_section,
+    'TpuEmbeddingTrainer': _trainer_section,
 }
 
 
@@ -112,4 +128,24 @@ def format_summary(summary: Dict[str, Any]) -> str:
     lines.append('Vocabulary size (before OOV buckets):')
     lines += [f'  {k:<24} {v:>8,}'
               for k, v in summary['vocabulary_sizes'].items()]
+  if 'embedding_statistics' in summary:
+    lines += _format_lengths(summary['embedding_statistics'])
+  if 'training' in summary:
+    training = summary['training']
+    lines.append(f"Training on {training['device']}: {training['steps']} steps, "
+                 f"{training['examples_per_second']:,.0f} examples/s")
+    lines.append(f"  eval AUC {training['eval']['auc']:.4f}, log loss "
+                 f"{training['eval']['log_loss']:.4f} on "
+                 f"{training['eval']['examples']:,.0f} examples")
+    lines.append(f"  serving model: {training['serving_model']}")
   return '\n'.join(lines)
+
+
+def _format_lengths(stats: Dict[str, Any]) -> List[str]:
+  lines = ['Sequence lengths chosen from the data:']
+  for feature, length in sorted(stats['max_sequence_length'].items()):
+    lines.append(
+        f"  {feature:<24} max_sequence_length {length:>4}  truncates "
+        f"{stats['rows_truncated_share'][feature]:.2%} of rows, "
+        f"{stats['ids_truncated_share'][feature]:.2%} of ids")
+  return lines

@@ -15,7 +15,8 @@ _SAMPLE_ROWS = 150
 def first_run(tmp_path_factory):
   output_dir = str(tmp_path_factory.mktemp('pipeline'))
   args = local_runner.parse_args(
-      ['--output-dir', output_dir, '--sample-rows', str(_SAMPLE_ROWS)])
+      ['--output-dir', output_dir, '--sample-rows', str(_SAMPLE_ROWS),
+       '--train-steps', '20'])
   return args, local_runner.run(args)
 
 
@@ -33,10 +34,18 @@ def test_summary_describes_the_run(first_run):
   assert saved['vocabulary_sizes']['genre'] > 5
   states = {c['name']: c['state'] for c in saved['components']}
   assert states == {'MoviesExampleGen': 'COMPLETE', 'StatisticsGen': 'COMPLETE',
-                    'SchemaGen': 'COMPLETE', 'Transform': 'COMPLETE'}
+                    'SchemaGen': 'COMPLETE', 'Transform': 'COMPLETE',
+                    'EmbeddingStatsGen': 'COMPLETE',
+                    'TpuEmbeddingTrainer': 'COMPLETE'}
   assert os.path.isdir(saved['artifacts']['Transform.transform_graph'])
+  cast = 'cast_xf'
+  assert saved['embedding_statistics']['max_sequence_length'][cast] % 8 == 0
+  assert saved['training']['steps'] == 20
+  assert 0.0 <= saved['training']['eval']['auc'] <= 1.0
+  assert os.path.isdir(saved['training']['serving_model'])
   text = summary.format_summary(saved)
   assert 'Examples per split' in text and 'crew' in text
+  assert 'max_sequence_length' in text and 'eval AUC' in text
 
 
 @pytest.mark.slow

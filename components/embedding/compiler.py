@@ -28,6 +28,20 @@ def _check_global_step(global_step: Any, what: str) -> None:
                      f'{global_step.dtype.name}.')
 
 
+class _BoundSchedule:
+  """A zero-argument learning rate: ``schedule(global_step)``, read each step.
+
+  A class rather than a lambda so that AutoGraph need not convert it.
+  """
+
+  def __init__(self, schedule: Callable[[Any], Any], global_step: Any):
+    self._schedule = schedule
+    self._global_step = global_step
+
+  def __call__(self) -> Any:
+    return self._schedule(self._global_step)
+
+
 class _LearningRates:
   """Binds schedules to the global step, one callable per distinct schedule."""
 
@@ -39,8 +53,7 @@ class _LearningRates:
           ) -> Callable[[], Any]:
     if schedule not in self._bound:
       _check_global_step(self._global_step, what)
-      step = self._global_step
-      self._bound[schedule] = lambda: schedule(step)
+      self._bound[schedule] = _BoundSchedule(schedule, self._global_step)
     return self._bound[schedule]
 
 

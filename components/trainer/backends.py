@@ -84,7 +84,8 @@ class CpuBackend:
                                                                 tf.Tensor]]:
     """A tf.function mapping a batch to (labels, probabilities)."""
 
-    @tf.function
+    # Batches differ in their ragged row lengths: trace for general shapes.
+    @tf.function(reduce_retracing=True)
     def step(batch):
       ids, weights, dense, labels = batch
       activations = self.embedding(ids, full_weights(ids, weights))

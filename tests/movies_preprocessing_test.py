@@ -9,6 +9,8 @@ import tensorflow_transform.beam as tft_beam
 from pipelines.movies import features
 from pipelines.movies import preprocessing
 
+import trainer_fixture
+
 _ROWS = [
     {features.CAST: [b'ann', b'bob', b'bob'], features.WRITER: [b'wes'],
      features.DIRECTOR: [b'wes', b'dee'], features.GENRE: [b'drama'],
@@ -28,20 +30,12 @@ _ROWS = [
 ]
 
 
-def _raw_spec():
-  spec = {n: tf.io.VarLenFeature(tf.string)
-          for n in features.CATEGORICAL_FEATURES}
-  spec.update({n: tf.io.VarLenFeature(tf.float32)
-               for n in features.NUMERIC_FEATURES})
-  spec[features.LABEL] = tf.io.VarLenFeature(tf.int64)
-  return spec
-
-
 @pytest.fixture(scope='module')
 def transformed(tmp_path_factory):
   """(transformed rows, TFTransformOutput) of one AnalyzeAndTransform run."""
   temp = str(tmp_path_factory.mktemp('tft'))
-  metadata = tft.DatasetMetadata.from_feature_spec(_raw_spec())
+  metadata = tft.DatasetMetadata.from_feature_spec(
+      trainer_fixture.raw_feature_spec())
   with tft_beam.Context(temp_dir=temp, force_tf_compat_v1=False):
     (rows, _), transform_fn = ((_ROWS, metadata)
                                | tft_beam.AnalyzeAndTransformDataset(

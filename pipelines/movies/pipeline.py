@@ -21,7 +21,6 @@ from pipelines.movies import features
 
 PREPROCESSING_FN = 'pipelines.movies.preprocessing.preprocessing_fn'
 MODEL_FN = 'pipelines.movies.model.build_model'
-EMBEDDING_SPEC_FN = 'pipelines.movies.embedding_spec.create_embedding_spec'
 
 
 def default_training_config(**overrides: Any) -> trainer_config.TrainingConfig:
@@ -66,6 +65,7 @@ def create_pipeline(
     trainer_class: the Trainer component; the Vertex AI runner passes one
       that runs as a Vertex custom job.
   """
+  training_config = training_config or default_training_config()
   query = movies_db.DEFAULT_QUERY
   if sample_rows:
     query = movies_db.sample_query(sample_rows)
@@ -83,18 +83,18 @@ def create_pipeline(
       # Raw statistics come from StatisticsGen and the embedded features' from
       # EmbeddingStatsGen; Transform's own statistics would double its time.
       disable_statistics=True)
-  spec = embedding_spec.create_embedding_spec()
+  spec = embedding_spec.create_embedding_spec(training_config.train_steps)
   embedding_stats = stats_component.EmbeddingStatsGen(
       transformed_examples=transform.outputs['transformed_examples'],
       transform_graph=transform.outputs['transform_graph'],
       features=from_spec.features_from_embedding_spec(spec))
-  training_config = training_config or default_training_config()
   trainer = trainer_class(
       examples=transform.outputs['transformed_examples'],
       transform_graph=transform.outputs['transform_graph'],
       schema=schema_gen.outputs['schema'],
       embedding_statistics=embedding_stats.outputs['statistics'],
-      embedding_spec=EMBEDDING_SPEC_FN,
+      # The spec itself (as JSON), so that editing it invalidates the cache.
+      embedding_spec=spec,
       training_config=training_config,
       tpu_type=tpu_type)
   components = [example_gen, statistics_gen, schema_gen, transform,

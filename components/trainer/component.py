@@ -7,6 +7,8 @@ from tfx.dsl.components.base import base_component
 from tfx.dsl.components.base import executor_spec
 from tfx.types import component_spec
 from tfx.types import standard_artifacts
+from tfx.types import standard_component_specs
+from tfx.utils import json_utils
 
 from components.embedding_stats import artifact as stats_artifact
 from components.trainer import config as config_lib
@@ -21,6 +23,10 @@ class TpuEmbeddingTrainerSpec(types.ComponentSpec):
       executor.TRAINING_CONFIG_KEY: component_spec.ExecutionParameter(type=str),
       executor.TPU_TYPE_KEY: component_spec.ExecutionParameter(
           type=str, optional=True),
+      # Read by the executor that launches the training, not by the training:
+      # the Vertex AI variant keeps its custom job's settings here.
+      standard_component_specs.CUSTOM_CONFIG_KEY:
+          component_spec.ExecutionParameter(type=str, optional=True),
   }
   INPUTS = {
       executor.EXAMPLES_KEY: component_spec.ChannelParameter(
@@ -48,7 +54,9 @@ class TpuEmbeddingTrainer(base_component.BaseComponent):
   resolved against the Transform output (table sizes, OOV buckets) and the
   embedding statistics (``max_sequence_length='auto'``) and validated before
   training starts. ``training_config.tpu`` None trains on the CPU/GPU with
-  the TPU's semantics.
+  the TPU's semantics. ``custom_config`` (a dict or its JSON) is for the
+  executor that launches training elsewhere, such as a Vertex AI custom job
+  (``components.trainer.vertex``).
   """
 
   SPEC_CLASS = TpuEmbeddingTrainerSpec
@@ -61,7 +69,8 @@ class TpuEmbeddingTrainer(base_component.BaseComponent):
                training_config: Union[config_lib.TrainingConfig, Dict[str, Any]],
                schema: Optional[types.BaseChannel] = None,
                embedding_statistics: Optional[types.BaseChannel] = None,
-               tpu_type: Optional[str] = None):
+               tpu_type: Optional[str] = None,
+               custom_config: Optional[Union[str, Dict[str, Any]]] = None):
     if not isinstance(embedding_spec, str):
       embedding_spec = embedding_spec.to_json()
     executor.load_embedding_spec(embedding_spec)  # Fail at definition time.
@@ -75,6 +84,8 @@ class TpuEmbeddingTrainer(base_component.BaseComponent):
         embedding_spec=embedding_spec,
         training_config=training_config.to_json(),
         tpu_type=tpu_type,
+        custom_config=(json_utils.dumps(custom_config)
+                       if isinstance(custom_config, dict) else custom_config),
         model=types.Channel(type=standard_artifacts.Model),
         model_run=types.Channel(type=standard_artifacts.ModelRun))
     super().__init__(spec=spec)

@@ -65,8 +65,10 @@ def _transform_section(node: run_summary.NodeRun) -> Dict[str, Any]:
 
 def _embedding_stats_section(node: run_summary.NodeRun) -> Dict[str, Any]:
   from components.embedding_stats import statistics  # pylint: disable=g-import-not-at-top
-  result = statistics.load_embedding_statistics(node.outputs['statistics'][0].uri)
-  return {'embedding_statistics': result.to_summary()}
+  uri = node.outputs['statistics'][0].uri
+  section = statistics.load_embedding_statistics(uri).to_summary()
+  section['report'] = os.path.join(uri, 'report.md')
+  return {'embedding_statistics': section}
 
 
 def _trainer_section(node: run_summary.NodeRun) -> Dict[str, Any]:
@@ -148,4 +150,5 @@ def _format_lengths(stats: Dict[str, Any]) -> List[str]:
         f"  {feature:<24} max_sequence_length {length:>4}  truncates "
         f"{stats['rows_truncated_share'][feature]:.2%} of rows, "
         f"{stats['ids_truncated_share'][feature]:.2%} of ids")
+  lines.append(f"  report with histograms: {stats['report']}")
   return lines

@@ -1,0 +1,31 @@
+# One image for Vertex AI Pipelines: the components' containers, the Dataflow
+# workers (--sdk_container_image; the TFX image's entry point is Beam's worker
+# boot) and the Trainer's TPU custom job. See "Running on Vertex AI" in README.
+FROM gcr.io/tfx-oss-public/tfx:1.16.0
+
+# TensorFlow Transform builds tf_keras (Keras 2) models.
+ENV TF_USE_LEGACY_KERAS=1
+
+WORKDIR /pipeline
+
+# The locked dependencies first: code changes then rebuild only the last layers.
+COPY requirements.lock ./
+RUN pip install --no-cache-dir --ignore-requires-python --no-deps \
+      -r requirements.lock
+
+# TPU VMs need TensorFlow's TPU build of the same version and its libtpu, which
+# is published on Google's libtpu index, not on PyPI. --build-arg TPU=false
+# gives an image for everything but the TPU training (see --trainer-image).
+ARG TPU=true
+RUN if [ "${TPU}" = "true" ]; then \
+      pip install --no-cache-dir --no-deps tensorflow-tpu==2.16.2 \
+        libtpu==2.16.0rc0 \
+        -f https://storage.googleapis.com/libtpu-tf-releases/index.html; \
+    fi
+
+COPY . ./
+RUN pip install --no-cache-dir --ignore-requires-python --no-deps \
+      --no-build-isolation -e .
+# The Kubeflow v2 entry point imports custom artifact types by their type name
+# (tpu_embedding_tfx.EmbeddingStatistics): a module at the repository root.
+ENV PYTHONPATH="/pipeline:${PYTHONPATH}"

@@ -2,6 +2,9 @@
 
 import json
 import os
+import signal
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -56,24 +59,37 @@ def _checkpoint_values(path):
           if isinstance(value, np.ndarray) and value.dtype.kind in 'fi'}
 
 
-class _Crash(Exception):
-  pass
-
-
-def _crash_at(step_to_crash):
+def _kill_at(step_to_kill):
   def on_step(step):
-    if step == step_to_crash:
-      raise _Crash(f'killed at step {step}')
+    if step == step_to_kill:
+      os.kill(os.getpid(), signal.SIGKILL)
   return on_step
+
+
+_KILLED_RUN = """
+import sys
+sys.path.insert(0, {tests_dir!r})
+import tensorflow as tf
+import trainer_test
+tf.config.experimental.enable_op_determinism()
+trainer_test._train(({examples!r}, {transform!r}), {run_dir!r},
+                    on_step=trainer_test._kill_at({step}))
+"""
 
 
 @pytest.mark.slow
 def test_resumed_run_equals_uninterrupted_run(transform_run, tmp_path):
   tf.config.experimental.enable_op_determinism()
   straight = _train(transform_run, str(tmp_path / 'straight'))
-  with pytest.raises(_Crash):
-    _train(transform_run, str(tmp_path / 'crashed'), on_step=_crash_at(13))
-  resumed = _train(transform_run, str(tmp_path / 'crashed'))
+  killed_dir = str(tmp_path / 'killed')
+  script = _KILLED_RUN.format(tests_dir=os.path.dirname(__file__),
+                              examples=transform_run[0],
+                              transform=transform_run[1], run_dir=killed_dir,
+                              step=13)
+  killed = subprocess.run([sys.executable, '-c', script], check=False,
+                          capture_output=True)
+  assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()[-2000:]
+  resumed = _train(transform_run, killed_dir)
   assert resumed.resumed_from_step == 8
   assert resumed.steps == straight.steps == 24
   expected = _checkpoint_values(straight.checkpoint)

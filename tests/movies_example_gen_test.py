@@ -118,7 +118,9 @@ class TestRowToExample:
 class TestDatabaseValidation:
 
   def test_fixture_is_valid(self, db_path):
-    movies_db.validate_database(db_path)
+    movies_db.validate_database(db_path)  # Raises on any problem.
+    rows = list(movies_db.read_rows(db_path))
+    assert len(rows) == len(movies_fixture.FILMS)
 
   def test_missing_file(self, tmp_path):
     path = str(tmp_path / 'nope.db')

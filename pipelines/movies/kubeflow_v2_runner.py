@@ -27,8 +27,8 @@ from tfx import v1 as tfx  # pylint: disable=g-import-not-at-top
 
 from components.trainer import vertex  # pylint: disable=g-import-not-at-top
 from pipelines.movies import pipeline
+from pipelines.movies import run_options
 
-PIPELINE_NAME = 'movies'
 DEFAULT_TPU_MACHINE_TYPE = 'ct5lp-hightpu-4t'
 CLOUD_SCOPE = 'https://www.googleapis.com/auth/cloud-platform'
 
@@ -56,7 +56,6 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                       help='gs:// directory of the pipeline\'s artifacts')
   parser.add_argument('--output', default='pipeline.json',
                       help='where to write the compiled pipeline (JSON)')
-  parser.add_argument('--pipeline-name', default=PIPELINE_NAME)
   tpu = parser.add_mutually_exclusive_group()
   tpu.add_argument('--tpu-machine-type', default=None,
                    help='TPU VM machine type (default: '
@@ -80,12 +79,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                       help='Dataflow worker machine type')
   parser.add_argument('--max-num-workers', type=int, default=10,
                       help='Dataflow autoscaling limit')
-  parser.add_argument('--sample-rows', type=int, default=None,
-                      help='read only the first N films (quick runs)')
-  parser.add_argument('--train-steps', type=int, default=None,
-                      help='Trainer steps (default: the demo configuration)')
-  parser.add_argument('--no-cache', action='store_true',
-                      help='rerun every component')
+  run_options.add_run_options(parser)
   parser.add_argument('--submit', action='store_true',
                       help='submit the compiled pipeline to Vertex AI')
   args = parser.parse_args(argv)
@@ -132,9 +126,8 @@ def vertex_job(args: argparse.Namespace) -> vertex.VertexTpuJob:
 def create_pipeline(args: argparse.Namespace) -> tfx.dsl.Pipeline:
   """The shared movies pipeline, placed on Dataflow and a Vertex TPU job."""
   job = vertex_job(args)
-  overrides = {'tpu': 'local'}
-  if args.train_steps:
-    overrides['train_steps'] = args.train_steps
+  # The Vertex job runs on the TPU VM itself.
+  overrides = run_options.training_overrides(args, tpu='local')
 
   def trainer_class(**kwargs):
     return vertex.VertexTpuEmbeddingTrainer(vertex_job=job, **kwargs)

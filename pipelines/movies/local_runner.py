@@ -22,24 +22,16 @@ from tfx import v1 as tfx  # pylint: disable=g-import-not-at-top
 from pipelines import progress  # pylint: disable=g-import-not-at-top
 from pipelines import run_summary
 from pipelines.movies import pipeline
+from pipelines.movies import run_options
 from pipelines.movies import summary
-
-PIPELINE_NAME = 'movies'
-
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--output-dir', default='output',
                       help='where pipeline outputs and metadata go')
-  parser.add_argument('--pipeline-name', default=PIPELINE_NAME)
-  parser.add_argument('--sample-rows', type=int, default=None,
-                      help='read only the first N films (quick runs)')
+  run_options.add_run_options(parser)
   parser.add_argument('--database-uri', default=None,
                       help='another movies SQLite file (default: bundled)')
-  parser.add_argument('--train-steps', type=int, default=None,
-                      help='Trainer steps (default: the demo configuration)')
-  parser.add_argument('--no-cache', action='store_true',
-                      help='rerun every component')
   parser.add_argument('--beam-arg', action='append', default=[],
                       help='extra Beam pipeline option, e.g. '
                       '--beam-arg=--direct_num_workers=2')
@@ -63,7 +55,7 @@ def run(args: argparse.Namespace) -> dict:
       sample_rows=args.sample_rows,
       enable_cache=not args.no_cache,
       training_config=pipeline.default_training_config(
-          **({'train_steps': args.train_steps} if args.train_steps else {})))
+          **run_options.training_overrides(args)))
   tfx.orchestration.LocalDagRunner().run(movies_pipeline)
   result = summary.build_summary(
       run_summary.latest_run(metadata_path, args.pipeline_name))

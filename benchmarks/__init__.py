@@ -1,0 +1,1 @@
+"""Benchmarks of the embedding columns, trainer and statistics component."""

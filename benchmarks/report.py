@@ -1,0 +1,477 @@
+"""Turns the results of `run_all` into BENCHMARKS.md.
+
+`analyze` extracts the figures and ratios (used by the report and by the smoke
+test); `render` writes the Markdown. Nothing here measures anything.
+"""
+
+import datetime
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+from benchmarks import measure
+
+ROUTE_LABELS = {
+    'product': '`CpuEmbedding` through the trainer\'s own step '
+               '(`backends.CpuBackend.train_step`): TPU lookups, sparse TPU '
+               'update rules',
+    'keras': 'hand-written: one `tf_keras.layers.Embedding` per table, ragged '
+             'lookups combined with a masked mean/sum/sqrtn, a Keras optimizer '
+             'on the tables',
+    'tpu_serving': '`tf.tpu.experimental.embedding.TPUEmbeddingForServing` '
+                   'lookups, a Keras optimizer on its tables (the route of '
+                   'TensorFlow Recommenders on the CPU)',
+}
+ROUTE_ORDER = {'product': 0, 'keras': 1, 'tpu_serving': 2}
+ROUTE_SHORT = {'product': 'this product', 'keras': 'tf_keras Embedding',
+               'tpu_serving': 'TPUEmbeddingForServing'}
+SYSTEM_LABELS = {
+    'embedding_stats': 'EmbeddingStatsGen',
+    'tfdv': 'TFDV GenerateStatistics (StatisticsGen)',
+}
+MIB = 1024.0 ** 2
+
+Key = Tuple[Any, ...]
+
+
+def _ok(results: Sequence[Mapping[str, Any]], kind: str):
+  return [r for r in results if r['case']['kind'] == kind and 'error' not in r]
+
+
+def _by_key(results, kind: str, fields: Sequence[str]) -> Dict[Key, Any]:
+  return {tuple(r['case'][f] for f in fields): r for r in _ok(results, kind)}
+
+
+def analyze(data: Mapping[str, Any]) -> Dict[str, Any]:
+  """Figures and same-run ratios, keyed for the report and the tests.
+
+  Returns a dict with:
+    movies: {(optimizer, route): result}
+    movies_speedup: {(optimizer, route): product examples/s / route's}
+    vocabulary: {(optimizer, vocabulary_size, route): result}
+    vocabulary_slowdown: {(optimizer, size, route): route step / product's}
+    vocabulary_growth: {(optimizer, route): step at largest / smallest size}
+    stats: {(scale, system): result}
+    stats_ratio: {scale: TFDV seconds / EmbeddingStatsGen seconds}
+    errors: the failed cases.
+  """
+  results = data['results']
+  movies = _by_key(results, 'train_movies', ('optimizer', 'route'))
+  vocabulary = _by_key(results, 'train_vocab',
+                       ('optimizer', 'vocabulary_size', 'route'))
+  stats = _by_key(results, 'stats', ('scale', 'system'))
+  analysis = {
+      'movies': movies,
+      'movies_speedup': {
+          (opt, route): measure.ratio(
+              movies[(opt, 'product')]['examples_per_second']['median'],
+              r['examples_per_second']['median'])
+          for (opt, route), r in movies.items()
+          if route != 'product' and (opt, 'product') in movies},
+      'vocabulary': vocabulary,
+      'vocabulary_slowdown': {
+          (opt, size, route): measure.ratio(
+              r['step_ms']['median'],
+              vocabulary[(opt, size, 'product')]['step_ms']['median'])
+          for (opt, size, route), r in vocabulary.items()
+          if route != 'product' and (opt, size, 'product') in vocabulary},
+      'vocabulary_growth': _growth(vocabulary),
+      'stats': stats,
+      'stats_ratio': {
+          scale: measure.ratio(r['seconds']['median'],
+                               stats[(scale, 'embedding_stats')]['seconds']
+                               ['median'])
+          for (scale, system), r in stats.items()
+          if system == 'tfdv' and (scale, 'embedding_stats') in stats},
+      'errors': [r for r in results if 'error' in r],
+  }
+  return analysis
+
+
+def _growth(vocabulary: Mapping[Key, Any]) -> Dict[Key, Optional[float]]:
+  sizes = sorted({size for _, size, _ in vocabulary})
+  if len(sizes) < 2:
+    return {}
+  growth = {}
+  for opt, size, route in vocabulary:
+    if size == sizes[-1] and (opt, sizes[0], route) in vocabulary:
+      growth[(opt, route)] = measure.ratio(
+          vocabulary[(opt, size, route)]['step_ms']['median'],
+          vocabulary[(opt, sizes[0], route)]['step_ms']['median'])
+  return growth
+
+
+def _num(value: Optional[float], digits: int = 1) -> str:
+  if value is None:
+    return 'n/a'
+  return f'{value:,.{digits}f}'
+
+
+def _spread(summary: Mapping[str, Any], digits: int = 1) -> str:
+  return (f'{_num(summary["median"], digits)} '
+          f'({_num(summary["min"], digits)}–{_num(summary["max"], digits)})')
+
+
+def _mib(value: Optional[float]) -> str:
+  if value is None:
+    return 'n/a'
+  mib = value / MIB
+  if abs(mib) < 10:
+    return f'{mib:.2f}' if round(mib, 2) else '0'
+  return f'{mib:,.0f}'
+
+
+def _ratio(value: Optional[float]) -> str:
+  return 'n/a' if value is None else f'{value:.2f}×'
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> List[str]:
+  lines = ['| ' + ' | '.join(header) + ' |',
+           '|' + '|'.join('---' for _ in header) + '|']
+  lines += ['| ' + ' | '.join(row) + ' |' for row in rows]
+  return lines + ['']
+
+
+def _machine(data: Mapping[str, Any]) -> List[str]:
+  machine = data['machine']
+  packages = machine['packages']
+  cpu = data['cpu_seconds']
+  share = cpu['others'] / max(data['seconds'] * machine['usable_cores'], 1e-9)
+  lines = [
+      '## Machine and run', '',
+      f'- Run: `{data["command"]}`, started {data["started_utc"]} (UTC), '
+      f'took {data["seconds"]:.0f} s'
+      f'{" (smoke sizes: not representative)" if data["smoke"] else ""}.',
+      f'- CPU: {machine["cpu"]}; {machine["cores"]} cores '
+      f'({machine["usable_cores"]} usable); memory '
+      f'{machine["memory_bytes"] / 1024 ** 3:.1f} GiB; {machine["os"]}; '
+      'no accelerator used (CPU path).',
+      f'- Python {machine["python"]}; ' + ', '.join(
+          f'{name} {version}' for name, version in packages.items()) + '.',
+      f'- Load average (1/5/15 min) before: '
+      f'{"/".join(str(v) for v in data["load_average_before"])}, after: '
+      f'{"/".join(str(v) for v in data["load_average_after"])}.',
+      f'- CPU time during the run (/proc/stat): machine busy '
+      f'{cpu["machine_busy"]:.0f} CPU-s, this benchmark '
+      f'{cpu["benchmark"]:.0f} CPU-s, other processes {cpu["others"]:.0f} '
+      f'CPU-s ({100 * share:.0f}% of the {machine["usable_cores"]} cores over '
+      'the run).',
+  ]
+  if share > 0.05:
+    lines.append('- **The machine was shared and noisy**: other processes '
+                 'used the cores during the run, so absolute figures are '
+                 'pessimistic and min–max spreads wide. Ratios compare '
+                 'configurations run minutes apart in the same run, not '
+                 'simultaneously.')
+  return lines + ['']
+
+
+def _rss_note(data: Mapping[str, Any]) -> str:
+  if data['sizes']['one_worker']:
+    return ('Smoke run: all cases shared one worker process, so each peak RSS '
+            'is the process peak so far, not the case\'s own.')
+  return ('Each configuration ran in its own worker process; peak RSS is its '
+          'VmHWM (from /proc/self/status) when the case ended.')
+
+
+def _movies(data, analysis) -> List[str]:
+  sizes = data['sizes']
+  movies = analysis['movies']
+  lines = [
+      '## Training throughput: the demo model on the CPU path', '',
+      f'Synthetic movies ({sizes["movies_train_rows"]} training rows) through '
+      'the demo `preprocessing_fn` (a real Transform output, '
+      '`tests/trainer_fixture.py`), the demo embedding spec '
+      '(`pipelines/movies/embedding_spec.py`: cast as a sequence, a shared '
+      'crew table, five bags) with its optimizer replaced by the one in the '
+      'table, and the demo tower `MoviesRanker` (dense layers: Keras Adam '
+      f'1e-3 on every route). Batch size {sizes["movies_batch_size"]}; '
+      f'{sizes["movies_num_batches"]} batches parsed, id-mapped '
+      '(`BatchPreparer`) and cached in memory before timing, cycled by every '
+      f'route. After the first step (tracing) and {sizes["warmup_steps"]} '
+      f'warm-up steps, {sizes["reps"]} repetitions of N steps each (N chosen '
+      f'for about {sizes["rep_seconds"]} s per repetition). Speedup = this '
+      'product\'s median examples/s ÷ the route\'s (>1: this product is '
+      'faster). "First step" is the first call, tracing included (once, not '
+      'repeated). Routes:', ''] + [
+          f'- {ROUTE_SHORT[route]}: {label}'
+          for route, label in ROUTE_LABELS.items()] + ['']
+  if not movies:
+    reason = ('all its cases failed (see "Failed cases")' if
+              data['sizes']['movies'] else 'smoke mode skips the demo model')
+    return lines[:2] + [f'Not measured: {reason}.', '']
+  rows = []
+  for (opt, route), r in sorted(
+      movies.items(), key=lambda kv: (kv[0][0], ROUTE_ORDER[kv[0][1]])):
+    speedup = analysis['movies_speedup'].get((opt, route))
+    rows.append([
+        opt, ROUTE_SHORT[route], _spread(r['examples_per_second'], 0),
+        _num(r['step_ms']['median'], 2), str(r['steps_per_rep']),
+        _num(r['first_step_seconds'], 1),
+        '1 (reference)' if route == 'product' else _ratio(speedup),
+        _mib(r['peak_rss_bytes']),
+        _mib(r['peak_rss_bytes'] - r['rss_before_model_bytes']),
+        f'{r["memory_plan_bytes"] / 1024:,.1f} KiB'])
+  lines += _table(['table optimizer', 'route', 'examples/s median (min–max)',
+                   'ms/step (median)', 'steps/rep', 'first step s',
+                   'speedup of this product',
+                   'peak RSS MiB', 'RSS growth MiB', 'memory plan'], rows)
+  lines.append(
+      f'{_rss_note(data)} "RSS growth" is the peak minus the RSS just before '
+      'the tables and the model were built (after the data was cached); the '
+      'memory plan (`resolved.memory_plan().total_bytes`: tables + optimizer '
+      'slots) of these tiny synthetic vocabularies is a few KiB, so process '
+      'memory is dominated by TensorFlow itself and the traced step.')
+  return lines + ['']
+
+
+def _vocabulary(data, analysis) -> List[str]:
+  sizes = data['sizes']
+  vocabulary = analysis['vocabulary']
+  vocab_sizes = sorted({size for _, size, _ in vocabulary})
+  lines = [
+      '## Step time as the vocabulary grows', '',
+      f'One table, vocabulary {", ".join(f"{v:,}" for v in vocab_sizes)} '
+      f'rows, dim {sizes["vocabulary_dimension"]}; batch '
+      f'{sizes["vocabulary_batch_size"]} rows × '
+      f'{sizes["vocabulary_ids_per_row"]} uniform random ids, mean combiner; '
+      'same `MoviesRanker` tower (Keras Adam on the dense layers), '
+      f'{sizes["vocabulary_num_batches"]} batches cached in memory. '
+      'Milliseconds per training step (lookup, forward, backward, both '
+      f'optimizers), median (min–max) of {sizes["reps"]} repetitions. '
+      'This product\'s Adam is the TPU\'s lazy Adam (only touched rows move); '
+      'Keras Adam decays the moments of every row on every step.', '']
+  for opt in sorted({o for o, _, _ in vocabulary}):
+    header = ['route'] + [f'{v:,} rows' for v in vocab_sizes]
+    if len(vocab_sizes) > 1:
+      header.append(f'growth {vocab_sizes[-1]:,} / {vocab_sizes[0]:,}')
+    rows = []
+    for route in ROUTE_SHORT:
+      row = [ROUTE_SHORT[route]]
+      for size in vocab_sizes:
+        r = vocabulary.get((opt, size, route))
+        row.append(_spread(r['step_ms'], 2) if r else 'failed')
+      if len(vocab_sizes) > 1:
+        row.append(_ratio(analysis['vocabulary_growth'].get((opt, route))))
+      rows.append(row)
+    lines += [f'**Table optimizer: {opt}** (ms/step)', '']
+    lines += _table(header, rows)
+    slow_rows = []
+    for route in ('keras', 'tpu_serving'):
+      slow_rows.append([ROUTE_SHORT[route]] + [
+          _ratio(analysis['vocabulary_slowdown'].get((opt, size, route)))
+          for size in vocab_sizes])
+    lines += [f'Step time of the route ÷ this product\'s ({opt}; >1: this '
+              'product is faster):', '']
+    lines += _table(['route'] + [f'{v:,} rows' for v in vocab_sizes],
+                    slow_rows)
+  lines += _vocabulary_memory(data, analysis, vocab_sizes)
+  return lines
+
+
+def _vocabulary_memory(data, analysis, vocab_sizes) -> List[str]:
+  vocabulary = analysis['vocabulary']
+  rows = []
+  for opt in sorted({o for o, _, _ in vocabulary}):
+    for size in vocab_sizes:
+      plan = next((r['memory_plan_bytes'] for (o, s, _), r in
+                   vocabulary.items() if o == opt and s == size), None)
+      row = [opt, f'{size:,}', _mib(plan)]
+      for route in ROUTE_SHORT:
+        r = vocabulary.get((opt, size, route))
+        row.append('failed' if not r else
+                   f'{_mib(r["peak_rss_bytes"])} / '
+                   f'{_mib(r["peak_rss_bytes"] - r["rss_before_model_bytes"])}')
+      rows.append(row)
+  lines = ['**Memory** (MiB): peak RSS / RSS growth (peak minus RSS before '
+           'the tables and model were built), against the memory plan '
+           '(tables + optimizer slots, float32; the Keras routes keep the '
+           'same number of slots: Adagrad 1, Adam 2).', '']
+  lines += _table(['optimizer', 'rows', 'memory plan'] +
+                  [ROUTE_SHORT[r] for r in ROUTE_SHORT], rows)
+  lines.append(_rss_note(data) + ' The plan counts only the tables and their '
+               'slots: RSS growth also holds the dense model, the traced step '
+               'and any transient copies made while initializing or updating '
+               'the tables.')
+  return lines + ['']
+
+
+def _stats(data, analysis) -> List[str]:
+  sizes = data['sizes']
+  stats = analysis['stats']
+  prepared = next(iter(_ok(data['results'], 'prepare_stats')), None)
+  lines = [
+      '## Statistics: EmbeddingStatsGen against StatisticsGen (TFDV)', '',
+      f'{sizes["stats_base_examples"]:,} synthetic transformed examples '
+      '(`benchmarks/embedding_stats_bench.py`: a Zipf sequence of ids over a '
+      '100k vocabulary, an identity bag and an unused bytes feature, gzipped '
+      'TFRecords) amplified to '
+      f'{", ".join(f"{s}x" for s in sizes["stats_scales"])} by `amplify` '
+      '(row lengths and ids resampled from the base\'s empirical '
+      'distributions). Both systems read the same file on the Beam '
+      'DirectRunner with default options: this product\'s '
+      '`GenerateEmbeddingStatistics` (the embedding features only) and '
+      '`tfdv.generate_statistics_from_tfrecord` (TFDV `GenerateStatistics` '
+      'with default `StatsOptions`, what StatisticsGen runs, over all '
+      f'features). One warm-up run, then {sizes["reps"]} timed runs; '
+      'seconds per run including pipeline start-up and writing the output.',
+      '']
+  rows = []
+  for scale in sizes['stats_scales']:
+    ours, theirs = stats.get((scale, 'embedding_stats')), stats.get(
+        (scale, 'tfdv'))
+    count = scale * sizes['stats_base_examples']
+    rows.append([
+        f'{scale}x', f'{count:,}',
+        _spread(ours['seconds'], 2) if ours else 'failed',
+        _num(ours['examples_per_second']['median'], 0) if ours else 'n/a',
+        _spread(theirs['seconds'], 2) if theirs else 'failed',
+        _num(theirs['examples_per_second']['median'], 0) if theirs else 'n/a',
+        _ratio(analysis['stats_ratio'].get(scale)),
+        _mib(ours['peak_rss_bytes']) if ours else 'n/a',
+        _mib(theirs['peak_rss_bytes']) if theirs else 'n/a'])
+  lines += _table(
+      ['scale', 'examples', 'EmbeddingStatsGen s median (min–max)',
+       'its examples/s', 'TFDV s median (min–max)', 'its examples/s',
+       'TFDV time ÷ EmbeddingStatsGen time', 'EmbeddingStatsGen peak RSS MiB',
+       'TFDV peak RSS MiB'], rows)
+  lines.append(_rss_note(data))
+  lines.append('')
+  if prepared:
+    lines += ['Distribution of the sequence feature in each file (checks '
+              'that `amplify` keeps lengths and ids):', '']
+    dist_rows = [[f'{scale}x', f'{f["examples"]:,}', f'{f["mean_length"]:.2f}',
+                  f'{f["p50_length"]:.0f}', f'{f["p99_length"]:.0f}',
+                  f'{f["distinct_ids"]:,}', f'{f["top10_id_share"]:.3f}']
+                 for scale, f in sorted(prepared['files'].items(),
+                                        key=lambda kv: int(kv[0]))]
+    lines += _table(['file', 'examples', 'mean length', 'p50 length',
+                     'p99 length', 'distinct ids', 'share of top-10 ids'],
+                    dist_rows)
+  return lines
+
+
+def _pipeline(data) -> List[str]:
+  pipeline = data['pipeline']
+  lines = ['## Demo pipeline: wall time per component', '']
+  if not pipeline['found']:
+    return lines + [
+        f'Not measured: {pipeline.get("reason", "no run found")} '
+        f'(looked for `{pipeline["path"]}`). Run `make demo`, then '
+        '`make bench`, to fill this section.', '']
+  modified = _utc(pipeline['modified'])
+  lines += [f'Latest run of pipeline `{pipeline["pipeline_name"]}` in '
+            f'`{pipeline["path"]}` (store last modified {modified}), read '
+            'with `pipelines.run_summary.latest_run` (execution create → last '
+            'update time in ML Metadata; one run, not repeated). A CACHED '
+            'component reused earlier outputs and took no time; the last '
+            'column gives its newest execution that ran to completion, from '
+            'the same store.', '']
+  rows = []
+  for node in pipeline['nodes']:
+    completed = node.get('last_completed')
+    rows.append([node['node_id'], node['state'], f'{node["seconds"]:.1f}',
+                 f'{completed["seconds"]:.1f} (finished '
+                 f'{_utc(completed["finished"])})' if completed else 'none'])
+  total = sum(n['seconds'] for n in pipeline['nodes'])
+  completed_total = sum(n['last_completed']['seconds']
+                        for n in pipeline['nodes'] if n.get('last_completed'))
+  rows.append(['**sum**', '', f'{total:.1f}', f'{completed_total:.1f}'])
+  return lines + _table(['component', 'state (latest run)',
+                         'seconds (latest run)',
+                         'seconds of its latest completed execution'], rows)
+
+
+def _utc(timestamp: float) -> str:
+  return datetime.datetime.fromtimestamp(
+      timestamp, datetime.timezone.utc).strftime('%Y-%m-%d %H:%M:%S UTC')
+
+
+def _errors(analysis) -> List[str]:
+  if not analysis['errors']:
+    return []
+  lines = ['## Failed cases', '']
+  for r in analysis['errors']:
+    lines.append(f'- `{r["case"]}`: {r["error"][:500]}')
+  return lines + ['']
+
+
+def _headline(data, analysis) -> List[str]:
+  lines = ['## Summary', '']
+  for (opt, route), speedup in sorted(analysis['movies_speedup'].items()):
+    lines.append(f'- Demo model, {opt}: this product trains at '
+                 f'{_ratio(speedup)} the examples/s of the '
+                 f'{ROUTE_SHORT[route]} route.')
+  sizes = sorted({s for _, s, _ in analysis['vocabulary']})
+  if sizes:
+    for (opt, size, route), slow in sorted(
+        analysis['vocabulary_slowdown'].items()):
+      if size == sizes[-1]:
+        lines.append(f'- {size:,}-row table, {opt}: the {ROUTE_SHORT[route]} '
+                     f'route\'s step takes {_ratio(slow)} this product\'s.')
+    for opt in sorted({o for o, _, _ in analysis['vocabulary']}):
+      lines.append(_memory_headline(analysis['vocabulary'], opt, sizes[-1]))
+    for (opt, route), growth in sorted(analysis['vocabulary_growth'].items()):
+      lines.append(f'- Step time growth {sizes[0]:,} → {sizes[-1]:,} rows, '
+                   f'{opt}, {ROUTE_SHORT[route]}: {_ratio(growth)}.')
+  for scale, value in sorted(analysis['stats_ratio'].items()):
+    lines.append(f'- Statistics at {scale}x: TFDV takes {_ratio(value)} '
+                 'the time of EmbeddingStatsGen.')
+  if analysis['errors']:
+    lines.append(f'- {len(analysis["errors"])} case(s) failed; see the end.')
+  return lines + ['']
+
+
+def _memory_headline(vocabulary: Mapping[Key, Any], opt: str,
+                     size: int) -> str:
+  parts = []
+  plan = None
+  for route in ROUTE_SHORT:
+    r = vocabulary.get((opt, size, route))
+    if r:
+      plan = r['memory_plan_bytes']
+      growth = r['peak_rss_bytes'] - r['rss_before_model_bytes']
+      parts.append(f'{ROUTE_SHORT[route]} {_mib(growth)} MiB')
+  return (f'- {size:,}-row table, {opt}: RSS growth {", ".join(parts)}; '
+          f'memory plan {_mib(plan)} MiB.')
+
+
+def _caveats(data) -> List[str]:
+  return [
+      '## Method notes and caveats', '',
+      '- Same run, same machine, same batches, tower and dense optimizer for '
+      'the three training routes; only the embedding (tables, lookups, table '
+      'optimizer) differs. The product runs its own step function '
+      '(`backends.CpuBackend.train_step`, with id-range checks) and advances '
+      'the global step as `loop.train` does.',
+      '- The demo spec puts a warm-up/cosine schedule on the cast table; the '
+      'Keras routes use a constant learning rate (same Adagrad 0.1 / Adam '
+      '1e-3 otherwise). Initializers differ (Keras Embedding: uniform; TPU '
+      'tables: truncated normal); neither changes the work per step.',
+      '- The TFRS-route tables are built without TPU optimizer slots (the '
+      'Keras optimizer owns the slots), as TFRS does with a Keras optimizer.',
+      '- Keras optimizers are tf_keras 2.x defaults (no XLA on the CPU).',
+      '- Input reading is excluded from training figures (batches cached); '
+      'it is included in the statistics figures (both systems read gzipped '
+      'TFRecords).',
+      '- TFDV computes more statistics (all features, quantiles, top-k) '
+      'than EmbeddingStatsGen (lengths and id counts of the embedded '
+      'features): the ratio is the cost of each component as used, not of '
+      'equal work.',
+      '- Every figure comes from this run; nothing was edited by hand.',
+      '']
+
+
+def render(data: Mapping[str, Any]) -> str:
+  """The Markdown report of one `run_all` run."""
+  analysis = analyze(data)
+  lines = ['# Benchmarks', '',
+           'Generated by `make bench` (`python -m benchmarks.run_all`). '
+           'Figures: median over repetitions, with (min–max).', '']
+  lines += _headline(data, analysis)
+  lines += _machine(data)
+  lines += _movies(data, analysis)
+  lines += _vocabulary(data, analysis)
+  lines += _stats(data, analysis)
+  lines += _pipeline(data)
+  lines += _caveats(data)
+  lines += _errors(analysis)
+  return '\n'.join(lines).rstrip() + '\n'

@@ -1,0 +1,363 @@
+"""Training step throughput on the CPU: this product against two Keras routes.
+
+Three routes train the same dense tower (the demo's `MoviesRanker`) on the same
+pre-materialized batches (ids already mapped on the host, cached in memory by
+tf.data), with the same batch size and the same Keras Adam on the dense layers:
+
+* `product`: `CpuEmbedding` through the trainer's own step function
+  (`backends.CpuBackend.train_step`): TPU lookups, sparse TPU update rules.
+* `keras`: what a user writes without this product: one
+  `tf_keras.layers.Embedding` per table, ragged lookups combined with a masked
+  mean / sum / sqrtn (sequences zero padded and truncated), and a Keras
+  Adagrad or Adam on the tables.
+* `tpu_serving`: the CPU route of TensorFlow Recommenders:
+  `tf.tpu.experimental.embedding.TPUEmbeddingForServing` for the lookups and a
+  Keras optimizer applied to its tables.
+
+Two workloads: the demo's model and embedding spec on a real Transform output
+of synthetic movies (`prepare_movies`, `run_movies_case`), and one table of a
+growing vocabulary (`run_vocabulary_case`), where the cost of the embedding
+optimizer shows.
+"""
+
+import os
+import sys
+import time
+from typing import Any, Callable, Dict, List, Mapping, Tuple
+
+import numpy as np
+import tensorflow as tf
+import tf_keras
+
+from benchmarks import measure
+from components import embedding as emb
+from components.trainer import backends
+from components.trainer import inputs
+from components.trainer import loop
+from pipelines.movies import embedding_spec
+from pipelines.movies import features
+from pipelines.movies import model as model_lib
+
+ROUTE_PRODUCT = 'product'
+ROUTE_KERAS = 'keras'
+ROUTE_SERVING = 'tpu_serving'
+ROUTES = (ROUTE_PRODUCT, ROUTE_KERAS, ROUTE_SERVING)
+OPTIMIZERS = ('adagrad', 'adam')
+# The demo spec's Adagrad rate; Adam at its usual default.
+LEARNING_RATES = {'adagrad': 0.1, 'adam': 0.001}
+DENSE_LEARNING_RATE = 1e-3
+VOCABULARY_FEATURE = 'items'
+# The cast's max_sequence_length: the longest cast of the synthetic movies.
+MOVIES_CAST_LENGTH = 12
+
+StepFn = Callable[[Any], tf.Tensor]
+
+
+def _tests_dir() -> str:
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  return os.path.join(root, 'tests')
+
+
+def prepare_movies(case: Mapping[str, Any]) -> Dict[str, Any]:
+  """Writes the Transform output of synthetic movies under case['root']."""
+  if _tests_dir() not in sys.path:
+    sys.path.insert(0, _tests_dir())
+  import trainer_fixture  # pylint: disable=g-import-not-at-top
+  start = time.perf_counter()
+  examples_dir, transform_dir = trainer_fixture.build_transform_output(
+      case['root'], train_rows=case['train_rows'],
+      eval_rows=case['eval_rows'])
+  return {'seconds': time.perf_counter() - start,
+          'examples_dir': examples_dir, 'transform_dir': transform_dir}
+
+
+def _optimizer_spec(name: str) -> emb.EmbeddingOptimizer:
+  if name == 'adagrad':
+    return emb.Adagrad(learning_rate=LEARNING_RATES[name])
+  if name == 'adam':
+    return emb.Adam(learning_rate=LEARNING_RATES[name])
+  raise ValueError(f'Unknown optimizer {name!r}; known: {OPTIMIZERS}.')
+
+
+def keras_table_optimizer(name: str) -> Any:
+  """The Keras optimizer a user would put on the tables."""
+  if name == 'adagrad':
+    return tf_keras.optimizers.Adagrad(
+        learning_rate=LEARNING_RATES[name], initial_accumulator_value=0.1)
+  if name == 'adam':
+    return tf_keras.optimizers.Adam(learning_rate=LEARNING_RATES[name])
+  raise ValueError(f'Unknown optimizer {name!r}; known: {OPTIMIZERS}.')
+
+
+def combine(vectors: tf.RaggedTensor, combiner: str) -> tf.Tensor:
+  """Combines ragged `[batch, None, dim]` vectors; empty rows give zeros."""
+  total = tf.reduce_sum(vectors, axis=1)
+  count = tf.cast(vectors.row_lengths(), total.dtype)[:, tf.newaxis]
+  if combiner == 'sum':
+    return total
+  if combiner == 'mean':
+    return tf.math.divide_no_nan(total, count)
+  if combiner == 'sqrtn':
+    return tf.math.divide_no_nan(total, tf.sqrt(count))
+  raise ValueError(f'Unknown combiner {combiner!r}.')
+
+
+class KerasTables(tf_keras.layers.Layer):
+  """One `tf_keras.layers.Embedding` per table, looked up with ragged ids."""
+
+  def __init__(self, resolved: Any):
+    super().__init__(name='keras_tables')
+    self._features = dict(resolved.features)
+    self._tables = {
+        name: tf_keras.layers.Embedding(table.vocabulary_size,
+                                        table.dimension, name=name)
+        for name, table in resolved.tables.items()
+    }
+
+  @property
+  def tables(self) -> Dict[str, Any]:
+    """The `tf_keras.layers.Embedding` of each table, by table name."""
+    return dict(self._tables)
+
+  def build(self, input_shape: Any = None) -> None:
+    """Creates every table now, so that the optimizer sees them."""
+    for table in self._tables.values():
+      table.build((None, None))
+    super().build(input_shape)
+
+  def call(self, ids: Mapping[str, tf.SparseTensor]) -> Dict[str, tf.Tensor]:
+    return {key: self._lookup(feature, ids[key])
+            for key, feature in self._features.items()}
+
+  def _lookup(self, feature: Any, sparse_ids: tf.SparseTensor) -> tf.Tensor:
+    vectors = self._tables[feature.table_name](
+        tf.RaggedTensor.from_sparse(sparse_ids))
+    if feature.is_sequence:
+      return vectors.to_tensor(
+          shape=[None, feature.max_sequence_length, feature.dimension])
+    return combine(vectors, feature.combiner)
+
+
+def _without_optimizers(feature_config: Mapping[str, Any]) -> Dict[str, Any]:
+  """The feature configs with tables that create no optimizer slots."""
+  api = tf.tpu.experimental.embedding
+  tables = {}
+  result = {}
+  for key, config in feature_config.items():
+    old = config.table
+    if old.name not in tables:
+      tables[old.name] = api.TableConfig(
+          vocabulary_size=old.vocabulary_size, dim=old.dim,
+          initializer=old.initializer, optimizer=None, combiner=old.combiner,
+          name=old.name)
+    result[key] = api.FeatureConfig(
+        table=tables[old.name], max_sequence_length=config.max_sequence_length,
+        validate_weights_and_indices=config.validate_weights_and_indices,
+        name=config.name)
+  return result
+
+
+def _loss(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
+  return tf.reduce_mean(
+      tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits))
+
+
+def _keras_step(lookup: Callable[[Any, Any], Any], tables: List[tf.Variable],
+                table_optimizer: Any, model: Any, dense_optimizer: Any
+               ) -> StepFn:
+  """A step that trains the tables with a Keras optimizer."""
+
+  @tf.function
+  def step(iterator):
+    ids, weights, dense, labels = next(iterator)
+    with tf.GradientTape() as tape:
+      activations = lookup(ids, weights)
+      logits = model(backends.model_inputs(activations, dense), training=True)
+      loss = _loss(labels, logits)
+    gradients = tape.gradient(loss, tables + model.trainable_variables)
+    table_optimizer.apply_gradients(zip(gradients[:len(tables)], tables))
+    dense_optimizer.apply_gradients(
+        zip(gradients[len(tables):], model.trainable_variables))
+    return loss
+
+  return step
+
+
+def _product_step(resolved: Any, model: Any, dense_optimizer: Any) -> StepFn:
+  """The trainer's own CPU step; the step counter moves as in `loop.train`."""
+  global_step = tf.Variable(0, dtype=tf.int64, trainable=False)
+  backend = backends.CpuBackend(resolved.compile(global_step),
+                                resolved.compile_optimizer(global_step))
+  step = backend.train_step(model, dense_optimizer)
+
+  def run(iterator):
+    loss = step(iterator)
+    global_step.assign_add(1)
+    return loss
+
+  return run
+
+
+def _keras_route_step(resolved: Any, optimizer: str, model: Any,
+                      dense_optimizer: Any) -> StepFn:
+  tables = KerasTables(resolved)
+
+  def lookup(ids, weights):
+    if weights:
+      raise NotImplementedError('The Keras route has no weighted lookups.')
+    return tables(ids)
+
+  tables.build()
+  return _keras_step(lookup, list(tables.trainable_variables),
+                     keras_table_optimizer(optimizer), model, dense_optimizer)
+
+
+def _serving_route_step(resolved: Any, optimizer: str, model: Any,
+                        dense_optimizer: Any) -> StepFn:
+  global_step = tf.Variable(0, dtype=tf.int64, trainable=False)
+  embedding = tf.tpu.experimental.embedding.TPUEmbeddingForServing(
+      _without_optimizers(resolved.compile(global_step)), optimizer=None)
+
+  def lookup(ids, weights):
+    return embedding.embedding_lookup(ids, backends.full_weights(ids, weights))
+
+  return _keras_step(lookup, list(embedding.embedding_tables.values()),
+                     keras_table_optimizer(optimizer), model, dense_optimizer)
+
+
+def make_step(route: str, resolved: Any, optimizer: str,
+              model: Any) -> StepFn:
+  """The training step of `route`; every route uses Keras Adam on the tower."""
+  dense_optimizer = tf_keras.optimizers.Adam(DENSE_LEARNING_RATE)
+  if route == ROUTE_PRODUCT:
+    return _product_step(resolved, model, dense_optimizer)
+  if route == ROUTE_KERAS:
+    return _keras_route_step(resolved, optimizer, model, dense_optimizer)
+  if route == ROUTE_SERVING:
+    return _serving_route_step(resolved, optimizer, model, dense_optimizer)
+  raise ValueError(f'Unknown route {route!r}; known: {ROUTES}.')
+
+
+def materialize(dataset: tf.data.Dataset, num_batches: int) -> Any:
+  """An endless iterator over `num_batches` batches held in memory."""
+  cached = dataset.take(num_batches).cache().repeat()
+  iterator = iter(cached)
+  for _ in range(num_batches):  # Fills the cache: no file reads from now on.
+    next(iterator)
+  return iterator
+
+
+def _steps_per_rep(step: StepFn, iterator: Any,
+                   case: Mapping[str, Any]) -> int:
+  """Steps per repetition so that one lasts about case['rep_seconds']."""
+  start = time.perf_counter()
+  float(step(iterator))
+  seconds = time.perf_counter() - start
+  steps = int(round(case['rep_seconds'] / max(seconds, 1e-6)))
+  return int(np.clip(steps, case['min_steps'], case['max_steps']))
+
+
+def time_steps(step: StepFn, iterator: Any, batch_size: int,
+               case: Mapping[str, Any]) -> Dict[str, Any]:
+  """Times the first step (tracing), warms up, then times the repetitions."""
+  start = time.perf_counter()
+  float(step(iterator))
+  first_step_seconds = time.perf_counter() - start
+  loss = None
+  for _ in range(case['warmup_steps']):
+    loss = step(iterator)
+  float(loss)
+  steps = _steps_per_rep(step, iterator, case)
+  step_ms, throughput = [], []
+  for _ in range(case['reps']):
+    start = time.perf_counter()
+    for _ in range(steps):
+      loss = step(iterator)
+    final_loss = float(loss)
+    seconds = time.perf_counter() - start
+    step_ms.append(1000.0 * seconds / steps)
+    throughput.append(steps * batch_size / seconds)
+  return {'first_step_seconds': first_step_seconds,
+          'steps_per_rep': steps, 'step_ms': measure.summarize(step_ms),
+          'examples_per_second': measure.summarize(throughput),
+          'final_loss': final_loss}
+
+
+def _train_and_time(case: Mapping[str, Any], resolved: Any, iterator: Any,
+                    sequence_keys: List[str],
+                    dense_keys: List[str]) -> Dict[str, Any]:
+  """Builds the route's model and step, and times it (memory included)."""
+  tf_keras.utils.set_random_seed(0)
+  rss_before = measure.current_rss_bytes()
+  model = model_lib.MoviesRanker(sequence_keys, dense_keys)
+  step = make_step(case['route'], resolved, case['optimizer'], model)
+  result = time_steps(step, iterator, case['batch_size'], case)
+  result['rss_before_model_bytes'] = rss_before
+  result['memory_plan_bytes'] = resolved.memory_plan().total_bytes
+  return result
+
+
+def _movies_resolved(case: Mapping[str, Any], output: Any) -> Any:
+  spec = embedding_spec.create_embedding_spec()
+  spec = type(spec)(columns=spec.columns,
+                    optimizer=_optimizer_spec(case['optimizer']))
+  return spec.resolve(
+      tf_transform_output=output,
+      max_sequence_lengths={
+          features.transformed_name(features.CAST): MOVIES_CAST_LENGTH})
+
+
+def run_movies_case(case: Mapping[str, Any]) -> Dict[str, Any]:
+  """The demo model and spec on the synthetic movies' Transform output."""
+  import tensorflow_transform as tft  # pylint: disable=g-import-not-at-top
+  output = tft.TFTransformOutput(case['transform_dir'])
+  resolved = _movies_resolved(case, output)
+  feature_spec = output.transformed_feature_spec()
+  dense_keys = inputs.dense_feature_keys(
+      feature_spec, features.TRANSFORMED_LABEL, list(resolved.features))
+  dataset = inputs.make_dataset(
+      inputs.split_files(case['examples_dir'], 'train'), feature_spec,
+      features.TRANSFORMED_LABEL, case['batch_size'], training=True,
+      shuffle_buffer=1024, seed=0)
+  dataset = dataset.map(loop.BatchPreparer(resolved.id_mapper(), dense_keys))
+  iterator = materialize(dataset, case['num_batches'])
+  sequence_keys = [k for k, f in resolved.features.items() if f.is_sequence]
+  return _train_and_time(case, resolved, iterator, sequence_keys, dense_keys)
+
+
+def vocabulary_spec(vocabulary_size: int, dimension: int,
+                    optimizer: str) -> emb.EmbeddingSpec:
+  """One bag of identity ids, mean-combined, in a table of the given size."""
+  column = emb.embedding_column(
+      emb.categorical_column_with_identity(VOCABULARY_FEATURE,
+                                           vocabulary_size),
+      dimension=dimension, combiner='mean')
+  return emb.EmbeddingSpec(columns=[column],
+                           optimizer=_optimizer_spec(optimizer))
+
+
+def _vocabulary_dataset(case: Mapping[str, Any]) -> tf.data.Dataset:
+  """Batches of uniform random ids (ids_per_row per row) and random labels."""
+  rng = np.random.default_rng(0)
+  rows = case['num_batches'] * case['batch_size']
+  ids = rng.integers(0, case['vocabulary_size'],
+                     size=(rows, case['ids_per_row']), dtype=np.int64)
+  labels = rng.integers(0, 2, size=(rows, 1)).astype(np.float32)
+
+  def to_features(batch_ids: tf.Tensor,
+                  batch_labels: tf.Tensor) -> Tuple[Dict[str, Any], tf.Tensor]:
+    sparse = tf.RaggedTensor.from_tensor(batch_ids).to_sparse()
+    return {VOCABULARY_FEATURE: sparse}, batch_labels
+
+  return (tf.data.Dataset.from_tensor_slices((ids, labels))
+          .batch(case['batch_size'], drop_remainder=True).map(to_features))
+
+
+def run_vocabulary_case(case: Mapping[str, Any]) -> Dict[str, Any]:
+  """One table of case['vocabulary_size'] rows; batch x ids_per_row ids."""
+  resolved = vocabulary_spec(case['vocabulary_size'], case['dimension'],
+                             case['optimizer']).resolve()
+  dataset = _vocabulary_dataset(case).map(
+      loop.BatchPreparer(resolved.id_mapper(), []))
+  iterator = materialize(dataset, case['num_batches'])
+  return _train_and_time(case, resolved, iterator, [], [])

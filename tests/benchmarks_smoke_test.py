@@ -1,0 +1,117 @@
+"""Smoke test of the benchmarks: they run and their figures are sane.
+
+Timings never decide a test: only that every figure is a positive, finite
+number and that every ratio was computed.
+"""
+
+import json
+import math
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from benchmarks import measure
+from benchmarks import report
+from benchmarks import training_bench
+from components import embedding as emb
+from components.embedding import cpu_embedding
+
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _sane_summary(summary):
+  return (summary['n'] >= 2 and
+          all(measure.is_sane(v) for v in summary['values']) and
+          summary['min'] <= summary['median'] <= summary['max'])
+
+
+def _check_result(result):
+  kind = result['case']['kind']
+  assert measure.is_sane(result['peak_rss_bytes']), result
+  if kind in ('train_movies', 'train_vocab'):
+    assert _sane_summary(result['examples_per_second']), result
+    assert _sane_summary(result['step_ms']), result
+    assert math.isfinite(result['final_loss']), result
+    assert measure.is_sane(result['memory_plan_bytes']), result
+  elif kind == 'stats':
+    assert _sane_summary(result['seconds']), result
+    assert _sane_summary(result['examples_per_second']), result
+
+
+@pytest.mark.slow
+def test_smoke_run_writes_sane_report(tmp_path):
+  output = tmp_path / 'BENCHMARKS.md'
+  raw = tmp_path / 'results.json'
+  process = subprocess.run(
+      [sys.executable, '-m', 'benchmarks.run_all', '--smoke', '--output',
+       str(output), '--json', str(raw), '--metadata',
+       str(tmp_path / 'missing' / 'metadata.sqlite')],
+      cwd=_ROOT, env=measure.worker_env(), capture_output=True, text=True,
+      timeout=300, check=False)
+  assert process.returncode == 0, process.stderr[-3000:]
+  data = json.loads(raw.read_text())
+  analysis = report.analyze(data)
+  assert not analysis['errors']
+  for result in data['results']:
+    _check_result(result)
+  ratios = (list(analysis['vocabulary_slowdown'].values()) +
+            list(analysis['stats_ratio'].values()))
+  assert len(analysis['vocabulary_slowdown']) == 4  # 2 routes x 2 optimizers.
+  assert len(analysis['stats_ratio']) == 2
+  assert all(measure.is_sane(r) for r in ratios), ratios
+  assert not data['pipeline']['found']
+  assert not (tmp_path / 'missing').exists()  # The store is not created.
+  text = output.read_text()
+  for heading in ('## Machine and run', '## Step time as the vocabulary grows',
+                  '## Statistics', '## Demo pipeline'):
+    assert heading in text
+  assert 'Not measured' in text
+
+
+def _spec():
+  sequence = emb.embedding_column(
+      emb.sequence_categorical_column_with_identity('seq', 30), dimension=4,
+      max_sequence_length=3)
+  crew = emb.shared_embedding_columns(
+      [emb.categorical_column_with_identity('director', 20),
+       emb.categorical_column_with_identity('writer', 20)],
+      dimension=4, combiner='sqrtn')
+  bag = emb.embedding_column(emb.categorical_column_with_identity('bag', 10),
+                             dimension=2, combiner='sum')
+  mean = emb.embedding_column(emb.categorical_column_with_identity('genre', 7),
+                              dimension=3, combiner='mean')
+  return emb.EmbeddingSpec(columns=[sequence, bag, mean] + crew,
+                           optimizer=emb.Adagrad(0.1))
+
+
+def _sparse(rows):
+  return tf.RaggedTensor.from_row_lengths(
+      tf.constant([i for row in rows for i in row], tf.int64),
+      [len(row) for row in rows]).to_sparse()
+
+
+def test_keras_baseline_looks_up_as_the_product():
+  """The hand-written Keras route computes the product's activations."""
+  resolved = _spec().resolve()
+  product = cpu_embedding.CpuEmbedding(resolved.compile(),
+                                       resolved.compile_optimizer())
+  keras_tables = training_bench.KerasTables(resolved)
+  keras_tables.build()
+  for table, variable in product.embedding_tables.items():
+    keras_tables.tables[table.name].set_weights([variable.numpy()])
+  ids = {
+      'seq': _sparse([[1, 2, 3, 4], [], [29]]),
+      'director': _sparse([[0], [19], [5]]),
+      'writer': _sparse([[1, 2], [], [3, 4, 5]]),
+      'bag': _sparse([[9, 9], [0], []]),
+      'genre': _sparse([[1, 2, 6], [], [3]]),
+  }
+  expected = product(ids)
+  actual = keras_tables(ids)
+  for key in ids:
+    np.testing.assert_allclose(actual[key].numpy(), expected[key].numpy(),
+                               rtol=1e-5, atol=1e-6, err_msg=key)

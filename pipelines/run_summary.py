@@ -6,6 +6,7 @@ how long it took and what it produced".
 """
 
 import dataclasses
+import os
 from typing import Dict, List, Optional
 
 from ml_metadata import metadata_store
@@ -27,11 +28,14 @@ class NodeRun:
 
 
 def sqlite_store(path: str) -> metadata_store.MetadataStore:
-  """A read-write handle to a local SQLite metadata store."""
+  """A read-only handle to an existing local SQLite metadata store."""
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f'{path}: no metadata store (run the pipeline '
+                            'first).')
   config = metadata_store_pb2.ConnectionConfig()
   config.sqlite.filename_uri = path
   config.sqlite.connection_mode = (
-      metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE_OPENCREATE)
+      metadata_store_pb2.SqliteMetadataSourceConfig.READONLY)
   return metadata_store.MetadataStore(config)
 
 

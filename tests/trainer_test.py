@@ -12,6 +12,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 from tfx.types import standard_artifacts
 
+from components.trainer import backends
 from components.trainer import config as config_lib
 from components.trainer import executor as executor_lib
 from components.trainer import inputs
@@ -211,6 +212,12 @@ def test_config_json_round_trip():
   config = _config(tpu='local')
   assert config_lib.TrainingConfig.from_json(config.to_json()) == config
   assert config.on_tpu and not _config().on_tpu
+
+
+def test_tpu_batch_must_divide_over_replicas():
+  backends.check_batch_size(256, 8)
+  with pytest.raises(ValueError, match='not divisible by the 8 TPU replicas'):
+    backends.check_batch_size(100, 8)
 
 
 def test_missing_model_fn_is_reported():

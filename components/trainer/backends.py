@@ -12,7 +12,7 @@ model and loss. They differ only in the device calls:
   ``apply_gradients`` with the gradients of the activations.
 """
 
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import tensorflow as tf
 from absl import logging
@@ -192,7 +192,3 @@ def check_batch_size(batch_size: int, num_replicas: int) -> None:
         f'batch_size={batch_size} is not divisible by the {num_replicas} TPU '
         f'replicas; use a multiple of {num_replicas}.')
 
-
-def trackable_tables(backend: Any) -> List[tf.Variable]:
-  """The table variables (for projector export)."""
-  return list(backend.embedding.embedding_tables.values())

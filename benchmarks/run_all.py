@@ -1,6 +1,6 @@
 """Runs every benchmark and writes BENCHMARKS.md (`make bench`).
 
-  make bench [BENCH_ARGS='--smoke --output /tmp/b.md --json /tmp/b.json']
+  make bench [BENCH_ARGS='--smoke --output bench.md --json bench.json']
 
 Each measured configuration runs in its own worker subprocess
 (`benchmarks.worker`), so that its peak RSS is its own. `--smoke` runs tiny

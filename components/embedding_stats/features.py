@@ -13,6 +13,8 @@ from typing import Any, List, Mapping, Optional, Sequence
 
 import tensorflow as tf
 
+from components.embedding import categorical
+from components.embedding import resolution
 from components.embedding_stats import config
 
 ENCODING_RAGGED = 'ragged'
@@ -77,24 +79,6 @@ def _check_int_spec(name: str, spec: Any) -> None:
         f'Feature {name!r} must hold int64 ids, found dtype {spec.dtype!r}.')
 
 
-def vocabulary_id_space(name: str, vocabulary_size: int,
-                        domains: Mapping[str, Any]) -> tuple:
-  """Returns (num_ids, num_oov_buckets) of a vocabulary feature."""
-  domain = domains.get(name)
-  if domain is None or not hasattr(domain, 'max'):
-    raise ValueError(
-        f'Feature {name!r} has no integer domain in the transformed schema, so '
-        'its OOV buckets are unknown. Produce it directly with '
-        'tft.compute_and_apply_vocabulary (which records the domain).')
-  num_ids = int(domain.max) + 1
-  num_oov_buckets = num_ids - vocabulary_size
-  if num_oov_buckets < 0:
-    raise ValueError(
-        f'Feature {name!r}: domain max {domain.max} is below the vocabulary '
-        f'size {vocabulary_size}; is vocabulary_name right?')
-  return num_ids, num_oov_buckets
-
-
 def resolve_feature(feature: config.FeatureToMeasure, tf_transform_output: Any
                     ) -> ResolvedFeature:
   """Completes one config from a `tft.TFTransformOutput`."""
@@ -110,10 +94,13 @@ def resolve_feature(feature: config.FeatureToMeasure, tf_transform_output: Any
                 kind=feature.kind, is_sequence=feature.is_sequence)
   if feature.kind == config.KIND_IDENTITY:
     return ResolvedFeature(num_ids=feature.num_buckets, **common)
-  vocabulary_size = int(
-      tf_transform_output.vocabulary_size_by_name(feature.vocabulary_name))
-  num_ids, num_oov_buckets = vocabulary_id_space(
-      feature.name, vocabulary_size, tf_transform_output.transformed_domains())
+  # The embedding library's reading of the Transform output, so that the
+  # statistics and the tables agree on sizes and OOV buckets.
+  num_ids, num_oov_buckets, _ = resolution.transform_vocabulary_size(
+      categorical.TransformVocabularyColumn(
+          feature.name, feature.vocabulary_name,
+          is_sequence=feature.is_sequence), tf_transform_output)
+  vocabulary_size = num_ids - num_oov_buckets
   return ResolvedFeature(num_ids=num_ids, vocabulary_size=vocabulary_size,
                          num_oov_buckets=num_oov_buckets, **common)
 

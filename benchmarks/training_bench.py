@@ -34,6 +34,7 @@ from components import embedding as emb
 from components.trainer import backends
 from components.trainer import inputs
 from components.trainer import loop
+from components.trainer import tasks
 from pipelines.movies import embedding_spec
 from pipelines.movies import features
 from pipelines.movies import model as model_lib
@@ -58,11 +59,17 @@ def _tests_dir() -> str:
   return os.path.join(root, 'tests')
 
 
-def prepare_movies(case: Mapping[str, Any]) -> Dict[str, Any]:
-  """Writes the Transform output of synthetic movies under case['root']."""
+def _trainer_fixture() -> Any:
+  """The tests' synthetic movies (``tests/trainer_fixture.py``)."""
   if _tests_dir() not in sys.path:
     sys.path.insert(0, _tests_dir())
   import trainer_fixture  # pylint: disable=g-import-not-at-top
+  return trainer_fixture
+
+
+def prepare_movies(case: Mapping[str, Any]) -> Dict[str, Any]:
+  """Writes the Transform output of synthetic movies under case['root']."""
+  trainer_fixture = _trainer_fixture()
   start = time.perf_counter()
   examples_dir, transform_dir = trainer_fixture.build_transform_output(
       case['root'], train_rows=case['train_rows'],
@@ -188,7 +195,8 @@ def _product_step(resolved: Any, model: Any, dense_optimizer: Any) -> StepFn:
   global_step = tf.Variable(0, dtype=tf.int64, trainable=False)
   backend = backends.CpuBackend(resolved.compile(global_step),
                                 resolved.compile_optimizer(global_step))
-  step = backend.train_step(model, dense_optimizer)
+  step = backend.train_step(model, dense_optimizer,
+                            tasks.Task(tasks.TaskConfig()))
 
   def run(iterator):
     loss = step(iterator)
@@ -316,7 +324,9 @@ def run_movies_case(case: Mapping[str, Any]) -> Dict[str, Any]:
   dense_keys = inputs.dense_feature_keys(
       feature_spec, features.TRANSFORMED_LABEL, list(resolved.features))
   dataset = inputs.make_dataset(
-      inputs.split_files(case['examples_dir'], 'train'), feature_spec,
+      inputs.split_files(
+          [_trainer_fixture().examples_artifact(case['examples_dir'])], ['train']),
+      feature_spec,
       features.TRANSFORMED_LABEL, case['batch_size'], training=True,
       shuffle_buffer=1024, seed=0)
   dataset = dataset.map(loop.BatchPreparer(resolved.id_mapper(), dense_keys))

@@ -5,6 +5,7 @@ the transformed examples as TFX would (``Split-train``/``Split-eval`` gzipped
 TFRecords) next to the transform graph.
 """
 
+import json
 import os
 import random
 
@@ -12,6 +13,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 import tensorflow_transform.beam as tft_beam
 from tensorflow_transform.tf_metadata import metadata_io
+from tfx.types import standard_artifacts
 
 from pipelines.movies import features
 from pipelines.movies import preprocessing
@@ -99,3 +101,11 @@ def build_transform_output(root: str, train_rows: int = 480,
       for row in rows:
         writer.write(coder.encode(row))
   return examples_dir, transform_dir
+
+
+def examples_artifact(examples_dir: str, splits=('train', 'eval')):
+  """An Examples artifact over ``examples_dir``'s split folders."""
+  examples = standard_artifacts.Examples()
+  examples.uri = examples_dir
+  examples.split_names = json.dumps(list(splits))
+  return examples

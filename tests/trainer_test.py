@@ -17,6 +17,7 @@ from components.trainer import config as config_lib
 from components.trainer import executor as executor_lib
 from components.trainer import inputs
 from components.trainer import loop
+from components.trainer import tasks
 from pipelines.movies import embedding_spec
 from pipelines.movies import features
 
@@ -42,12 +43,13 @@ def _config(**overrides):
 
 def _train(transform_run, run_dir, **kwargs):
   examples_dir, transform_dir = transform_run
+  examples = trainer_fixture.examples_artifact(examples_dir)
   output = tft.TFTransformOutput(transform_dir)
   resolved = embedding_spec.create_embedding_spec(24).resolve(
       tf_transform_output=output, max_sequence_lengths=_LENGTHS)
   return loop.train(_config(), resolved, output.transformed_feature_spec(),
-                    inputs.split_files(examples_dir, 'train'),
-                    inputs.split_files(examples_dir, 'eval'), run_dir,
+                    inputs.split_files([examples], ['train']),
+                    inputs.split_files([examples], ['eval']), run_dir,
                     **kwargs)
 
 
@@ -105,9 +107,7 @@ def test_resumed_run_equals_uninterrupted_run(transform_run, tmp_path):
 
 def _run_executor(transform_run, tmp_path, config):
   examples_dir, transform_dir = transform_run
-  examples = standard_artifacts.Examples()
-  examples.uri = examples_dir
-  examples.split_names = '["train", "eval"]'
+  examples = trainer_fixture.examples_artifact(examples_dir)
   graph = standard_artifacts.TransformGraph()
   graph.uri = transform_dir
   model = standard_artifacts.Model()
@@ -154,9 +154,10 @@ def test_serving_signature_on_raw_examples(exported):
   assert np.all((probabilities > 0) & (probabilities < 1))
   with open(os.path.join(model_run.uri, executor_lib.TRAINING_RESULT_FILE)) as f:
     result = json.load(f)
-  assert result['steps'] == 40 and 0 <= result['eval']['auc'] <= 1
+  assert result['steps'] == 40 and 0 <= result['eval_metrics']['auc'] <= 1
+  assert result['task'] == 'binary'
   assert model_run.get_float_custom_property('eval_auc') == pytest.approx(
-      result['eval']['auc'])
+      result['eval_metrics']['auc'])
 
 
 @pytest.mark.slow
@@ -222,4 +223,4 @@ def test_tpu_batch_must_divide_over_replicas():
 
 def test_missing_model_fn_is_reported():
   with pytest.raises(ValueError, match="has no 'nope'"):
-    loop.import_function('pipelines.movies.model.nope')
+    tasks.import_by_path('pipelines.movies.model.nope')

@@ -37,12 +37,6 @@ def full_weights(ids: Dict[str, Any],
   return {key: weights.get(key) for key in ids}
 
 
-def _example_loss(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
-  return tf.reshape(
-      tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits),
-      [-1])
-
-
 class CpuBackend:
   """Trains on the CPU or a GPU with ``CpuEmbedding``."""
 
@@ -59,7 +53,7 @@ class CpuBackend:
   def distribute(self, dataset: tf.data.Dataset) -> tf.data.Dataset:
     return dataset
 
-  def train_step(self, model: Any, dense_optimizer: Any
+  def train_step(self, model: Any, dense_optimizer: Any, task: Any
                 ) -> Callable[[Any], tf.Tensor]:
     """A tf.function taking an iterator; one optimizer step, returns loss."""
 
@@ -68,8 +62,8 @@ class CpuBackend:
       ids, weights, dense, labels = next(iterator)
       with tf.GradientTape() as tape:
         activations = self.embedding(ids, full_weights(ids, weights))
-        logits = model(model_inputs(activations, dense), training=True)
-        loss = tf.reduce_mean(_example_loss(labels, logits))
+        outputs = model(model_inputs(activations, dense), training=True)
+        loss = tf.reduce_mean(task.per_example_loss(labels, outputs))
       table_variables = self.embedding.trainable_variables
       gradients = tape.gradient(loss,
                                 table_variables + model.trainable_variables)
@@ -82,15 +76,14 @@ class CpuBackend:
 
   def predict_step(self, model: Any) -> Callable[[Batch], Tuple[tf.Tensor,
                                                                 tf.Tensor]]:
-    """A tf.function mapping a batch to (labels, probabilities)."""
+    """A tf.function mapping a batch to (labels, model outputs)."""
 
     # Batches differ in their ragged row lengths: trace for general shapes.
     @tf.function(reduce_retracing=True)
     def step(batch):
       ids, weights, dense, labels = batch
       activations = self.embedding(ids, full_weights(ids, weights))
-      logits = model(model_inputs(activations, dense), training=False)
-      return labels, tf.sigmoid(logits)
+      return labels, model(model_inputs(activations, dense), training=False)
 
     return step
 
@@ -125,7 +118,7 @@ class TpuBackend:
         dataset,
         options=tf.distribute.InputOptions(experimental_fetch_to_device=False))
 
-  def train_step(self, model: Any, dense_optimizer: Any
+  def train_step(self, model: Any, dense_optimizer: Any, task: Any
                 ) -> Callable[[Any], tf.Tensor]:
     """A tf.function taking a distributed iterator; returns the mean loss."""
     num_replicas = self.num_replicas
@@ -134,8 +127,9 @@ class TpuBackend:
       activations = self.embedding.dequeue()
       with tf.GradientTape() as tape:
         tape.watch(activations)
-        logits = model(model_inputs(activations, dense), training=True)
-        loss = tf.reduce_mean(_example_loss(labels, logits)) / num_replicas
+        outputs = model(model_inputs(activations, dense), training=True)
+        loss = tf.reduce_mean(
+            task.per_example_loss(labels, outputs)) / num_replicas
       gradients = tape.gradient(loss, [activations, model.trainable_variables])
       self.embedding.apply_gradients(gradients[0])
       dense_optimizer.apply_gradients(
@@ -156,18 +150,15 @@ class TpuBackend:
 
     def replica_step(dense, labels):
       activations = self.embedding.dequeue()
-      logits = model(model_inputs(activations, dense), training=False)
-      return labels, tf.sigmoid(logits)
+      return labels, model(model_inputs(activations, dense), training=False)
 
     @tf.function
     def step(batch):
       ids, weights, dense, labels = batch
       self.embedding.enqueue(ids, full_weights(ids, weights), training=False)
-      labels, probabilities = self.strategy.run(replica_step,
-                                                args=(dense, labels))
+      labels, outputs = self.strategy.run(replica_step, args=(dense, labels))
       return (tf.concat(self.strategy.experimental_local_results(labels), 0),
-              tf.concat(
-                  self.strategy.experimental_local_results(probabilities), 0))
+              tf.concat(self.strategy.experimental_local_results(outputs), 0))
 
     return step
 

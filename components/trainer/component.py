@@ -3,6 +3,7 @@
 from typing import Any, Dict, Optional, Union
 
 from tfx import types
+from tfx.proto import trainer_pb2
 from tfx.dsl.components.base import base_component
 from tfx.dsl.components.base import executor_spec
 from tfx.types import component_spec
@@ -21,6 +22,10 @@ class TpuEmbeddingTrainerSpec(types.ComponentSpec):
   PARAMETERS = {
       executor.EMBEDDING_SPEC_KEY: component_spec.ExecutionParameter(type=str),
       executor.TRAINING_CONFIG_KEY: component_spec.ExecutionParameter(type=str),
+      executor.TRAIN_ARGS_KEY: component_spec.ExecutionParameter(
+          type=trainer_pb2.TrainArgs, optional=True),
+      executor.EVAL_ARGS_KEY: component_spec.ExecutionParameter(
+          type=trainer_pb2.EvalArgs, optional=True),
       executor.TPU_TYPE_KEY: component_spec.ExecutionParameter(
           type=str, optional=True),
       # Read by the executor that launches the training, not by the training:
@@ -33,8 +38,6 @@ class TpuEmbeddingTrainerSpec(types.ComponentSpec):
           type=standard_artifacts.Examples),
       executor.TRANSFORM_GRAPH_KEY: component_spec.ChannelParameter(
           type=standard_artifacts.TransformGraph),
-      executor.SCHEMA_KEY: component_spec.ChannelParameter(
-          type=standard_artifacts.Schema, optional=True),
       executor.STATISTICS_KEY: component_spec.ChannelParameter(
           type=stats_artifact.EmbeddingStatistics, optional=True),
   }
@@ -54,8 +57,11 @@ class TpuEmbeddingTrainer(base_component.BaseComponent):
   resolved against the Transform output (table sizes, OOV buckets) and the
   embedding statistics (``max_sequence_length='auto'``) and validated before
   training starts. ``training_config.tpu`` None trains on the CPU/GPU with
-  the TPU's semantics. ``custom_config`` (a dict or its JSON) is for the
-  executor that launches training elsewhere, such as a Vertex AI custom job
+  the TPU's semantics. ``train_args`` / ``eval_args`` (``tfx.proto``) name the
+  splits (default 'train' and 'eval') and may set the steps, which then
+  replace ``training_config``'s ``train_steps`` / ``eval_steps``.
+  ``custom_config`` (a dict or its JSON) is for the executor that launches
+  training elsewhere, such as a Vertex AI custom job
   (``components.trainer.vertex``).
   """
 
@@ -67,7 +73,8 @@ class TpuEmbeddingTrainer(base_component.BaseComponent):
                transform_graph: types.BaseChannel,
                embedding_spec: Union[str, Any],
                training_config: Union[config_lib.TrainingConfig, Dict[str, Any]],
-               schema: Optional[types.BaseChannel] = None,
+               train_args: Optional[trainer_pb2.TrainArgs] = None,
+               eval_args: Optional[trainer_pb2.EvalArgs] = None,
                embedding_statistics: Optional[types.BaseChannel] = None,
                tpu_type: Optional[str] = None,
                custom_config: Optional[Union[str, Dict[str, Any]]] = None):
@@ -79,7 +86,8 @@ class TpuEmbeddingTrainer(base_component.BaseComponent):
     spec = TpuEmbeddingTrainerSpec(
         examples=examples,
         transform_graph=transform_graph,
-        schema=schema,
+        train_args=train_args or trainer_pb2.TrainArgs(),
+        eval_args=eval_args or trainer_pb2.EvalArgs(),
         embedding_statistics=embedding_statistics,
         embedding_spec=embedding_spec,
         training_config=training_config.to_json(),

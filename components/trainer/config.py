@@ -7,7 +7,9 @@ dotted path.
 
 import dataclasses
 import json
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Dict, Mapping, Optional, Union
+
+from components.trainer import tasks
 
 
 @dataclasses.dataclass
@@ -17,10 +19,13 @@ class TrainingConfig:
   Attributes:
     model_fn: dotted path of ``fn(resolved_spec, dense_feature_keys) ->
       tf_keras.Model``; the model maps ``{'embeddings': {...}, 'features':
-      {...}}`` to logits of shape [batch, 1].
-    label_key: the transformed label feature (0/1).
+      {...}}`` to the task's outputs (``components.trainer.tasks``: logits
+      [batch, 1] for a binary task).
+    label_key: the transformed label feature.
     raw_label_key: the label in raw tf.Examples, which serving requests do
       not carry (left out of the serving signature's parsing spec).
+    task: what the model predicts (a ``TaskConfig`` or its dict): binary
+      classification by default, multiclass, regression or the user's loss.
     train_steps: optimizer steps in total (a resumed run continues to it).
     eval_steps: batches evaluated at the end; 0 evaluates the whole eval split.
     batch_size: global batch size; every batch has exactly this many rows (the
@@ -42,6 +47,8 @@ class TrainingConfig:
   model_fn: str
   label_key: str
   raw_label_key: Optional[str] = None
+  task: Union[tasks.TaskConfig, Dict[str, Any]] = dataclasses.field(
+      default_factory=tasks.TaskConfig)
   train_steps: int = 1000
   eval_steps: int = 0
   batch_size: int = 256
@@ -55,6 +62,8 @@ class TrainingConfig:
   export_projector: bool = True
 
   def __post_init__(self):
+    if isinstance(self.task, dict):
+      self.task = tasks.TaskConfig(**self.task)
     for name in ('train_steps', 'batch_size', 'checkpoint_every', 'log_every',
                  'shuffle_buffer'):
       value = getattr(self, name)
@@ -70,6 +79,17 @@ class TrainingConfig:
     if '.' not in self.model_fn:
       raise ValueError(f'TrainingConfig.model_fn must be a dotted path such as '
                        f'"my_package.model.build", got {self.model_fn!r}.')
+
+  def with_steps(self, train_steps: int = 0,
+                 eval_steps: int = 0) -> 'TrainingConfig':
+    """A copy with ``train_args.num_steps`` / ``eval_args.num_steps`` applied.
+
+    TFX's protos say 0 for "not set"; set values replace the config's.
+    """
+    return dataclasses.replace(
+        self, task=dataclasses.replace(self.task),
+        train_steps=train_steps or self.train_steps,
+        eval_steps=eval_steps or self.eval_steps)
 
   @property
   def on_tpu(self) -> bool:

@@ -2,7 +2,8 @@
 
 The serving signature takes serialized raw ``tf.Example``s, applies the
 Transform graph, maps ids, looks them up in the learned tables with the CPU
-lookup and returns probabilities, so it runs wherever TF Serving or
+lookup and returns the task's outputs (``tasks.Task.serving_outputs``:
+``probabilities`` for a binary task), so it runs wherever TF Serving or
 ``saved_model_cli`` does. Unseen tokens fall in the OOV buckets, missing
 features and empty lists become empty rows (zero embeddings).
 
@@ -45,12 +46,13 @@ def serving_feature_config(feature_config: Mapping[str, Any]) -> Dict[str, Any]:
 
 
 class ServingModule(tf.Module):
-  """Raw tf.Example bytes in, probabilities out."""
+  """Raw tf.Example bytes in, the task's outputs out."""
 
   def __init__(self, tft_layer: Any, id_mapper: Any, embedding: Any,
                model: Any, raw_feature_spec: Mapping[str, Any],
-               dense_keys: List[str]):
+               dense_keys: List[str], task: Any):
     super().__init__(name='serving')
+    self._task = task
     self.tft_layer = tft_layer
     self.id_mapper = id_mapper
     self.embedding = embedding
@@ -67,9 +69,9 @@ class ServingModule(tf.Module):
     weights = {k: v for k, v in weights.items() if v is not None}
     activations = self.embedding(ids, backends.full_weights(ids, weights))
     dense = {k: tf.cast(transformed[k], tf.float32) for k in self._dense_keys}
-    logits = self.model(backends.model_inputs(activations, dense),
-                        training=False)
-    return {'probabilities': tf.sigmoid(logits)}
+    outputs = self.model(backends.model_inputs(activations, dense),
+                         training=False)
+    return self._task.serving_outputs(outputs)
 
 
 def restore_tables(feature_config: Mapping[str, Any],
@@ -86,7 +88,7 @@ def restore_tables(feature_config: Mapping[str, Any],
 def export_serving_model(export_dir: str, embedding: Any, model: Any,
                          id_mapper: Any, tf_transform_output: Any,
                          label_keys: List[str],
-                         dense_keys: List[str]) -> str:
+                         dense_keys: List[str], task: Any) -> str:
   """Writes the SavedModel; returns ``export_dir``.
 
   Args:
@@ -97,12 +99,14 @@ def export_serving_model(export_dir: str, embedding: Any, model: Any,
     tf_transform_output: the Transform output (graph and raw feature spec).
     label_keys: raw features the requests do not carry.
     dense_keys: the transformed features the dense model reads.
+    task: the ``tasks.Task`` whose serving outputs the signature returns.
   """
   raw_spec = tf_transform_output.raw_feature_spec()
   for key in label_keys:
     raw_spec.pop(key, None)
   module = ServingModule(tf_transform_output.transform_features_layer(),
-                         id_mapper, embedding, model, raw_spec, dense_keys)
+                         id_mapper, embedding, model, raw_spec, dense_keys,
+                         task)
   tf.saved_model.save(module, export_dir,
                       signatures={SERVING_SIGNATURE: module.serve})
   logging.info('Serving model written to %s', export_dir)

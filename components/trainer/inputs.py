@@ -7,21 +7,37 @@ shape, as TPUs require. The training iterator is checkpointable, so a resumed
 run continues from the same input position.
 """
 
-import os
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 import tensorflow as tf
+from tfx import types
+from tfx.types import artifact_utils
+from tfx.utils import io_utils
 
 Features = Dict[str, Any]
 
 
-def split_files(examples_uri: str, split: str) -> List[str]:
-  """The TFRecord files of one split of an Examples artifact."""
-  pattern = os.path.join(examples_uri, f'Split-{split}', '*')
-  files = sorted(tf.io.gfile.glob(pattern))
-  if not files:
-    raise ValueError(f'No files match {pattern}: the examples have no '
-                     f'{split!r} split.')
+def split_files(examples: List[types.Artifact],
+                splits: List[str]) -> List[str]:
+  """The TFRecord files of ``splits`` of Examples artifacts, sorted.
+
+  Split folders are found through TFX's artifact utilities, so any split name
+  an ExampleGen or Transform wrote works. A split that is missing or has no
+  files is refused with the splits that exist.
+  """
+  available = sorted({name for artifact in examples
+                      for name in artifact_utils.decode_split_names(
+                          artifact.split_names)})
+  files = []
+  for split in splits:
+    if split not in available:
+      raise ValueError(f'The examples have no {split!r} split; they have '
+                       f'{available}. Set train_args/eval_args splits.')
+    for uri in artifact_utils.get_split_uris(examples, split):
+      matched = tf.io.gfile.glob(io_utils.all_files_pattern(uri))
+      if not matched:
+        raise ValueError(f'Split {split!r} has no files in {uri}.')
+      files.extend(sorted(matched))
   return files
 
 
@@ -41,11 +57,14 @@ def make_dataset(files: List[str],
                  training: bool,
                  shuffle_buffer: int = 10_000,
                  seed: Optional[int] = None,
-                 drop_remainder: bool = True) -> tf.data.Dataset:
+                 drop_remainder: bool = True,
+                 label_fn: Optional[Callable[[tf.Tensor], tf.Tensor]] = None
+                ) -> tf.data.Dataset:
   """Batches of ``(features, labels)``.
 
   Training data is shuffled (seeded) and repeated forever; evaluation data is
-  read once, in order.
+  read once, in order. ``label_fn`` shapes the parsed label for the loss (the
+  task's ``labels``); by default float32 ``[batch, 1]``.
   """
   if label_key not in feature_spec:
     raise ValueError(f'The label {label_key!r} is not a transformed feature; '
@@ -60,6 +79,8 @@ def make_dataset(files: List[str],
   def parse(serialized: tf.Tensor) -> Tuple[Features, tf.Tensor]:
     features = tf.io.parse_example(serialized, spec)
     labels = features.pop(label_key)
+    if label_fn is not None:
+      return features, label_fn(labels)
     return features, tf.reshape(tf.cast(labels, tf.float32), [-1, 1])
 
   return dataset.map(parse, num_parallel_calls=tf.data.AUTOTUNE,

@@ -11,7 +11,6 @@ A run that finds a checkpoint in its run directory resumes from it.
 """
 
 import dataclasses
-import importlib
 import os
 import time
 from typing import Any, Callable, Dict, List, Mapping, Optional
@@ -24,6 +23,7 @@ from absl import logging
 from components.trainer import backends
 from components.trainer import config as config_lib
 from components.trainer import inputs
+from components.trainer import tasks
 
 CHECKPOINT_DIR = 'checkpoints'
 LOG_DIR = 'logs'
@@ -40,20 +40,6 @@ class TrainResult:
   checkpoint: str
   device: str
   dense_feature_keys: List[str]
-
-
-def import_function(dotted_path: str) -> Callable[..., Any]:
-  """Imports ``package.module.function``; errors say what was not found."""
-  module_name, _, name = dotted_path.rpartition('.')
-  try:
-    module = importlib.import_module(module_name)
-  except ImportError as e:
-    raise ValueError(f'Cannot import module {module_name!r} of '
-                     f'{dotted_path!r}: {e}') from e
-  if not hasattr(module, name):
-    raise ValueError(f'Module {module_name!r} has no {name!r} '
-                     f'(from {dotted_path!r}).')
-  return getattr(module, name)
 
 
 class BatchPreparer:
@@ -107,25 +93,22 @@ class _Progress:
       tf.summary.scalar('examples_per_second', rate)
 
 
-def evaluate(backend: Any, model: Any, dataset: Any,
+def evaluate(backend: Any, model: Any, task: tasks.Task, dataset: Any,
              steps: int = 0) -> Dict[str, float]:
-  """AUC, log loss and count on ``dataset`` (``steps`` batches, 0 = all)."""
+  """The task's metrics and the example count on ``dataset``.
+
+  Reads ``steps`` batches, or all of them when ``steps`` is 0.
+  """
   predict = backend.predict_step(model)
-  auc = tf_keras.metrics.AUC(num_thresholds=2000)
-  log_loss = tf_keras.metrics.BinaryCrossentropy()
-  count = 0
+  metrics = task.metrics()
   for index, batch in enumerate(dataset):
     if steps and index >= steps:
       break
-    labels, probabilities = predict(batch)
-    auc.update_state(labels, probabilities)
-    log_loss.update_state(labels, probabilities)
-    count += int(labels.shape[0])
-  if not count:
+    metrics.update(*predict(batch))
+  if not metrics.examples:
     raise ValueError('The evaluation split produced no full batch; lower '
                      'batch_size or add evaluation data.')
-  return {'auc': float(auc.result()), 'log_loss': float(log_loss.result()),
-          'examples': float(count)}
+  return metrics.result()
 
 
 def train(config: config_lib.TrainingConfig,
@@ -158,15 +141,16 @@ def train(config: config_lib.TrainingConfig,
   embedded_keys = list(resolved_spec.features)
   dense_keys = inputs.dense_feature_keys(feature_spec, config.label_key,
                                          embedded_keys)
+  task = tasks.Task(config.task)
   with backend.strategy.scope():
-    model = import_function(config.model_fn)(resolved_spec, dense_keys)
+    model = tasks.import_by_path(config.model_fn)(resolved_spec, dense_keys)
     dense_optimizer = tf_keras.optimizers.Adam(config.dense_learning_rate)
   prepare = BatchPreparer(resolved_spec.id_mapper(), dense_keys)
 
   train_data = inputs.make_dataset(
       train_files, feature_spec, config.label_key, config.batch_size,
       training=True, shuffle_buffer=config.shuffle_buffer,
-      seed=config.seed).map(prepare)
+      seed=config.seed, label_fn=task.labels).map(prepare)
   iterator = iter(backend.distribute(train_data))
   state = dict(step=global_step, embedding=backend.embedding, model=model,
                dense_optimizer=dense_optimizer)
@@ -182,7 +166,7 @@ def train(config: config_lib.TrainingConfig,
     logging.info('Resuming from %s at step %d.', manager.latest_checkpoint,
                  resumed_from)
 
-  step_fn = backend.train_step(model, dense_optimizer)
+  step_fn = backend.train_step(model, dense_optimizer, task)
   writer = tf.summary.create_file_writer(os.path.join(run_dir, LOG_DIR,
                                                       'train'))
   progress = _Progress(writer, config.batch_size, resumed_from,
@@ -209,8 +193,9 @@ def train(config: config_lib.TrainingConfig,
     final_checkpoint = manager.save(checkpoint_number=final_step)
   eval_data = inputs.make_dataset(
       eval_files, feature_spec, config.label_key, config.batch_size,
-      training=False, drop_remainder=backend.name == 'tpu').map(prepare)
-  metrics = evaluate(backend, model, backend.distribute(eval_data),
+      training=False, drop_remainder=backend.name == 'tpu',
+      label_fn=task.labels).map(prepare)
+  metrics = evaluate(backend, model, task, backend.distribute(eval_data),
                      config.eval_steps)
   eval_writer = tf.summary.create_file_writer(os.path.join(run_dir, LOG_DIR,
                                                            'eval'))

@@ -136,9 +136,9 @@ def format_summary(summary: Dict[str, Any]) -> str:
     training = summary['training']
     lines.append(f"Training on {training['device']}: {training['steps']} steps, "
                  f"{training['examples_per_second']:,.0f} examples/s")
-    lines.append(f"  eval AUC {training['eval']['auc']:.4f}, log loss "
-                 f"{training['eval']['log_loss']:.4f} on "
-                 f"{training['eval']['examples']:,.0f} examples")
+    lines.append(f"  eval AUC {training['eval_metrics']['auc']:.4f}, log loss "
+                 f"{training['eval_metrics']['log_loss']:.4f} on "
+                 f"{training['eval_metrics']['examples']:,.0f} examples")
     lines.append(f"  serving model: {training['serving_model']}")
   return '\n'.join(lines)
 

@@ -1,0 +1,179 @@
+"""``run_training``: one entry point from a spec and data to a serving model.
+
+The TFX executor is a thin shell over it (artifacts in, properties out), and
+so is any other caller: a notebook, a test, a custom orchestrator. In order:
+
+1. resolve the embedding spec against the Transform output (table sizes, OOV
+   buckets) and the statistics' recommended sequence lengths;
+2. check the memory plan and the config, before any device time;
+3. train (resuming from ``run_dir``'s checkpoints after a crash) and evaluate;
+4. export the serving model and the projector files;
+5. write ``training_result.json`` (a ``TrainingResult``).
+"""
+
+import dataclasses
+import json
+import os
+from typing import Any, Dict, List, Mapping, Optional
+
+import tensorflow as tf
+from absl import logging
+
+from components import embedding as emb
+from components.trainer import config as config_lib
+from components.trainer import export
+from components.trainer import loop
+from components.trainer import tasks
+
+TRAINING_RESULT_FILE = 'training_result.json'
+
+
+@dataclasses.dataclass
+class TrainingResult:
+  """What a Trainer run did; saved as ``training_result.json``.
+
+  Attributes:
+    steps: the optimizer step training ended at.
+    resumed_from_step: the checkpoint step a crashed run resumed from (0 when
+      it started fresh).
+    final_loss: the last logged training loss.
+    examples_per_second: training throughput of this run.
+    task: the task kind ('binary', 'multiclass', ...).
+    eval_metrics: the task's metrics on the evaluation splits, plus
+      ``examples`` (the count evaluated).
+    device: where the embedding trained (CPU, GPU, TPU ...).
+    serving_model: the SavedModel's directory.
+    memory_plan: bytes of the tables and optimizer slots, as logged.
+  """
+
+  steps: int
+  resumed_from_step: int
+  final_loss: float
+  examples_per_second: float
+  task: str
+  eval_metrics: Dict[str, float]
+  device: str
+  serving_model: str
+  memory_plan: str = ''
+
+  def to_json(self) -> str:
+    return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+
+  @classmethod
+  def from_json(cls, text: str) -> 'TrainingResult':
+    return cls(**json.loads(text))
+
+  def save(self, run_dir: str) -> str:
+    path = os.path.join(run_dir, TRAINING_RESULT_FILE)
+    with tf.io.gfile.GFile(path, 'w') as f:
+      f.write(self.to_json())
+    return path
+
+  @classmethod
+  def load(cls, run_dir: str) -> 'TrainingResult':
+    with tf.io.gfile.GFile(os.path.join(run_dir, TRAINING_RESULT_FILE)) as f:
+      return cls.from_json(f.read())
+
+
+def load_embedding_spec(value: Any) -> emb.EmbeddingSpec:
+  """A spec, from itself, its JSON, or the dotted path of a function."""
+  if isinstance(value, emb.EmbeddingSpec):
+    return value
+  text = value.strip()
+  if text.startswith('{'):
+    return emb.EmbeddingSpec.from_json(text)
+  spec = tasks.import_by_path(text)()
+  if not isinstance(spec, emb.EmbeddingSpec):
+    raise ValueError(f'{text} returned {type(spec).__name__}, not an '
+                     'EmbeddingSpec.')
+  return spec
+
+
+def check_memory(resolved: Any, tpu_type: str, on_tpu: bool) -> str:
+  """Logs the memory plan and refuses one over the device's budget."""
+  plan = resolved.memory_plan()
+  logging.info('Embedding memory plan:\n%s', plan)
+  if on_tpu and tpu_type:
+    plan.check(emb.tpu_hbm_bytes_per_device(tpu_type))
+  elif not on_tpu:
+    plan.check(emb.host_memory_bytes())
+  return str(plan)
+
+
+def table_vocabularies(resolved: Any, transform_output: Any
+                      ) -> Dict[str, List[str]]:
+  """Row labels of each table that came from a Transform vocabulary."""
+  result = {}
+  for feature in resolved.features.values():
+    name = getattr(feature.column, 'vocabulary_name', None)
+    if name and feature.table_name not in result:
+      result[feature.table_name] = [
+          t.decode('utf-8', 'replace') if isinstance(t, bytes) else str(t)
+          for t in transform_output.vocabulary_by_name(name)]
+  return result
+
+
+def run_training(config: config_lib.TrainingConfig,
+                 embedding_spec: Any,
+                 transform_output: Any,
+                 train_files: List[str],
+                 eval_files: List[str],
+                 run_dir: str,
+                 serving_dir: str,
+                 max_sequence_lengths: Optional[Mapping[str, int]] = None,
+                 tpu_type: str = '') -> TrainingResult:
+  """Resolves, checks, trains, evaluates and exports; see the module doc.
+
+  Args:
+    config: the training settings.
+    embedding_spec: an ``EmbeddingSpec``, its JSON or a dotted path.
+    transform_output: the ``tft.TFTransformOutput`` of the examples.
+    train_files: transformed training TFRecords (gzipped).
+    eval_files: transformed evaluation TFRecords (gzipped).
+    run_dir: checkpoints, TensorBoard logs, projector files and the result.
+    serving_dir: where the serving SavedModel is written.
+    max_sequence_lengths: lengths for ``'auto'`` sequence columns (the
+      embedding statistics' recommendations).
+    tpu_type: the TPU generation whose HBM bounds the memory plan.
+  """
+  task = tasks.Task(config.task)
+  resolved = load_embedding_spec(embedding_spec).resolve(
+      tf_transform_output=transform_output,
+      max_sequence_lengths=dict(max_sequence_lengths or {}))
+  plan = check_memory(resolved, tpu_type, config.on_tpu)
+  result = loop.train(config, resolved,
+                      transform_output.transformed_feature_spec(),
+                      train_files, eval_files, run_dir)
+  _export(config, task, resolved, transform_output, result, run_dir,
+          serving_dir)
+  training_result = TrainingResult(
+      steps=result.steps,
+      resumed_from_step=result.resumed_from_step,
+      final_loss=result.final_loss,
+      examples_per_second=result.examples_per_second,
+      task=task.kind,
+      eval_metrics=result.eval_metrics,
+      device=result.device,
+      serving_model=serving_dir,
+      memory_plan=plan)
+  training_result.save(run_dir)
+  return training_result
+
+
+def _export(config: config_lib.TrainingConfig, task: tasks.Task,
+            resolved: Any, transform_output: Any, result: loop.TrainResult,
+            run_dir: str, serving_dir: str) -> None:
+  """The serving model from the final checkpoint, and the projector files."""
+  feature_config = resolved.compile(tf.Variable(0, dtype=tf.int64))
+  model = tasks.import_by_path(config.model_fn)(resolved,
+                                                result.dense_feature_keys)
+  tf.train.Checkpoint(model=model).restore(result.checkpoint).expect_partial()
+  tables = export.restore_tables(feature_config, result.checkpoint)
+  export.export_serving_model(
+      serving_dir, tables, model, resolved.id_mapper(), transform_output,
+      [config.raw_label_key] if config.raw_label_key else [],
+      result.dense_feature_keys, task)
+  if config.export_projector:
+    export.export_projector(
+        os.path.join(run_dir, loop.LOG_DIR), tables, resolved,
+        table_vocabularies(resolved, transform_output))

@@ -38,6 +38,7 @@ from components.trainer import tasks
 from pipelines.movies import embedding_spec
 from pipelines.movies import features
 from pipelines.movies import model as model_lib
+from pipelines.movies import pipeline
 
 ROUTE_PRODUCT = 'product'
 ROUTE_KERAS = 'keras'
@@ -306,7 +307,7 @@ def _train_and_time(case: Mapping[str, Any], resolved: Any, iterator: Any,
 
 
 def _movies_resolved(case: Mapping[str, Any], output: Any) -> Any:
-  spec = embedding_spec.create_embedding_spec()
+  spec = embedding_spec.create_embedding_spec(pipeline.TRAIN_STEPS)
   spec = type(spec)(columns=spec.columns,
                     optimizer=_optimizer_spec(case['optimizer']))
   return spec.resolve(

@@ -14,7 +14,8 @@ _PROGRESS = re.compile(
     r'A cached execution (?P<cached>\d+) is used\.')
 # Lines of long-running components that a person wants to see as they come.
 _PASS_THROUGH = re.compile(
-    r'^(step \d+/\d+|Training the embedding on|Resuming from|Evaluation:|'
+    r'^(step \d+/\d+|Training the embedding on|Embedding memory plan|'
+    r'Resuming from|Evaluation:|'
     r'Serving model written)')
 
 

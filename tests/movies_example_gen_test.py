@@ -11,11 +11,11 @@ from tfx.proto import example_gen_pb2
 from tfx.types import standard_artifacts
 from tfx.utils import proto_utils
 
-from components.movies_example_gen import MoviesExampleGen
-from components.movies_example_gen import component
-from components.movies_example_gen import executor
-from components.movies_example_gen import movie_examples
-from components.movies_example_gen import movies_db
+from pipelines.movies.example_gen import MoviesExampleGen
+from pipelines.movies.example_gen import component
+from pipelines.movies.example_gen import executor
+from pipelines.movies.example_gen import movie_examples
+from pipelines.movies.example_gen import movies_db
 from pipelines.movies import features
 
 import movies_fixture

@@ -6,7 +6,9 @@ import os
 import pytest
 
 from pipelines.movies import local_runner
-from pipelines.movies import summary
+from pipelines import summary
+from pipelines.movies import features
+from pipelines.movies import summary as movies_summary
 
 _SAMPLE_ROWS = 150
 
@@ -30,7 +32,7 @@ def test_summary_describes_the_run(first_run):
       saved['dropped_rows'].values())
   assert total == _SAMPLE_ROWS
   assert saved['rows_per_split']['train'] > saved['rows_per_split']['eval'] > 0
-  assert set(saved['vocabulary_sizes']) == set(summary.vocabulary_names())
+  assert set(saved['vocabulary_sizes']) == set(features.vocabulary_members())
   assert saved['vocabulary_sizes']['genre'] > 5
   states = {c['name']: c['state'] for c in saved['components']}
   assert states == {'MoviesExampleGen': 'COMPLETE', 'StatisticsGen': 'COMPLETE',
@@ -41,11 +43,12 @@ def test_summary_describes_the_run(first_run):
   cast = 'cast_xf'
   assert saved['embedding_statistics']['max_sequence_length'][cast] % 8 == 0
   assert saved['training']['steps'] == 20
-  assert 0.0 <= saved['training']['eval']['auc'] <= 1.0
+  assert 0.0 <= saved['training']['eval_metrics']['auc'] <= 1.0
   assert os.path.isdir(saved['training']['serving_model'])
-  text = summary.format_summary(saved)
+  text = summary.format_summary(saved, movies_summary.dropped_rows_lines)
   assert 'Examples per split' in text and 'crew' in text
-  assert 'max_sequence_length' in text and 'eval AUC' in text
+  assert 'max_sequence_length' in text and 'eval auc' in text
+  assert 'Rows dropped' in text
 
 
 @pytest.mark.slow

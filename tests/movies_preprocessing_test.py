@@ -7,6 +7,7 @@ import tensorflow_transform as tft
 import tensorflow_transform.beam as tft_beam
 
 from pipelines.movies import features
+from components.embedding import transform_ids
 from pipelines.movies import preprocessing
 
 import trainer_fixture
@@ -100,6 +101,12 @@ def test_label_passes_through(transformed):
   assert [r[features.TRANSFORMED_LABEL] for r in rows] == [1, 0, 0]
 
 
-def test_oov_buckets_must_be_positive():
-  with pytest.raises(ValueError, match='num_oov_buckets must be >= 1'):
-    preprocessing._options({'num_oov_buckets': 0})  # pylint: disable=protected-access
+def test_vocabulary_options_are_validated():
+  options = transform_ids.VocabularyOptions.from_custom_config
+  with pytest.raises(ValueError, match='num_oov_buckets must be an int >= 1'):
+    options({'num_oov_buckets': 0})
+  with pytest.raises(ValueError, match='frequency_threshold must be an int'):
+    options({'frequency_threshold': '2'})
+  assert options(None, frequency_threshold=3) == (
+      transform_ids.VocabularyOptions(frequency_threshold=3))
+  assert options({'num_oov_buckets': 4}).num_oov_buckets == 4

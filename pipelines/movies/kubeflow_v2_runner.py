@@ -26,8 +26,8 @@ warnings.filterwarnings('ignore', category=FutureWarning)
 from tfx import v1 as tfx  # pylint: disable=g-import-not-at-top
 
 from components.trainer import vertex  # pylint: disable=g-import-not-at-top
+from pipelines import run_options
 from pipelines.movies import pipeline
-from pipelines.movies import run_options
 
 DEFAULT_TPU_MACHINE_TYPE = 'ct5lp-hightpu-4t'
 CLOUD_SCOPE = 'https://www.googleapis.com/auth/cloud-platform'
@@ -79,7 +79,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                       help='Dataflow worker machine type')
   parser.add_argument('--max-num-workers', type=int, default=10,
                       help='Dataflow autoscaling limit')
-  run_options.add_run_options(parser)
+  run_options.add_run_options(parser, pipeline.PIPELINE_NAME)
+  pipeline.add_data_options(parser)
   parser.add_argument('--submit', action='store_true',
                       help='submit the compiled pipeline to Vertex AI')
   args = parser.parse_args(argv)

@@ -17,19 +17,20 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 # Google client libraries warn about future Python support on import.
 warnings.filterwarnings('ignore', category=FutureWarning)
 
-from tfx import v1 as tfx  # pylint: disable=g-import-not-at-top
-
-from pipelines import progress  # pylint: disable=g-import-not-at-top
-from pipelines import run_summary
+from pipelines import local  # pylint: disable=g-import-not-at-top
+from pipelines import progress
+from pipelines import run_options
+from pipelines import summary as summary_lib
 from pipelines.movies import pipeline
-from pipelines.movies import run_options
 from pipelines.movies import summary
+
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--output-dir', default='output',
                       help='where pipeline outputs and metadata go')
-  run_options.add_run_options(parser)
+  run_options.add_run_options(parser, pipeline.PIPELINE_NAME)
+  pipeline.add_data_options(parser)
   parser.add_argument('--database-uri', default=None,
                       help='another movies SQLite file (default: bundled)')
   parser.add_argument('--beam-arg', action='append', default=[],
@@ -40,34 +41,25 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 
 def run(args: argparse.Namespace) -> dict:
   """Runs the pipeline and returns its summary (also written as JSON)."""
-  output_dir = os.path.abspath(os.path.join(args.output_dir,
-                                            args.pipeline_name))
-  metadata_path = os.path.join(output_dir, 'metadata.sqlite')
-  os.makedirs(output_dir, exist_ok=True)
+  paths = local.local_paths(args.output_dir, args.pipeline_name)
   movies_pipeline = pipeline.create_pipeline(
       pipeline_name=args.pipeline_name,
-      pipeline_root=os.path.join(output_dir, 'pipeline_root'),
-      metadata_connection_config=(
-          tfx.orchestration.metadata.sqlite_metadata_connection_config(
-              metadata_path)),
+      pipeline_root=paths.pipeline_root,
+      metadata_connection_config=paths.metadata_connection_config,
       beam_pipeline_args=['--runner=DirectRunner'] + args.beam_arg,
       database_uri=args.database_uri,
       sample_rows=args.sample_rows,
       enable_cache=not args.no_cache,
       training_config=pipeline.default_training_config(
           **run_options.training_overrides(args)))
-  tfx.orchestration.LocalDagRunner().run(movies_pipeline)
-  result = summary.build_summary(
-      run_summary.latest_run(metadata_path, args.pipeline_name))
-  result['summary_path'] = summary.write_summary(result, output_dir)
-  return result
+  return local.run(movies_pipeline, paths, summary.SECTIONS)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
   args = parse_args(argv)
   progress.show_progress()
   result = run(args)
-  print(summary.format_summary(result))
+  print(summary_lib.format_summary(result, summary.dropped_rows_lines))
   print(f"Artifacts under {os.path.dirname(result['summary_path'])}")
   print(f"Summary written to {result['summary_path']}")
   return 0

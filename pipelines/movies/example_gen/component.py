@@ -12,8 +12,8 @@ from tfx.types import component_spec
 from tfx.types import standard_artifacts
 from tfx.types import standard_component_specs
 
-from components.movies_example_gen import executor
-from components.movies_example_gen import movies_db
+from pipelines.movies.example_gen import executor
+from pipelines.movies.example_gen import movies_db
 from pipelines.movies import features
 
 

@@ -18,8 +18,8 @@ from tfx.components.example_gen import base_example_gen_executor
 from tfx.types import artifact_utils
 from tfx.types import standard_component_specs
 
-from components.movies_example_gen import movie_examples
-from components.movies_example_gen import movies_db
+from pipelines.movies.example_gen import movie_examples
+from pipelines.movies.example_gen import movies_db
 
 DATABASE_URI_KEY = 'database_uri'
 _DROP_REPORT_DIR_KEY = '_drop_report_dir'

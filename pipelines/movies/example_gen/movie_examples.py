@@ -8,7 +8,7 @@ from typing import Any, List, Mapping, Optional, Tuple
 
 import tensorflow as tf
 
-from components.movies_example_gen import movies_db
+from pipelines.movies.example_gen import movies_db
 from pipelines.movies import features
 
 # A film is "fresh" when its Tomatometer is at least this.

@@ -1,6 +1,6 @@
 """Training step throughput on the CPU: this product against two Keras routes.
 
-Three routes train the same dense tower (the demo's `MoviesRanker`) on the same
+Three routes train the same dense tower (the demo's `movies `EmbeddingMlp``) on the same
 pre-materialized batches (ids already mapped on the host, cached in memory by
 tf.data), with the same batch size and the same Keras Adam on the dense layers:
 
@@ -298,7 +298,7 @@ def _train_and_time(case: Mapping[str, Any], resolved: Any, iterator: Any,
   """Builds the route's model and step, and times it (memory included)."""
   tf_keras.utils.set_random_seed(0)
   rss_before = measure.current_rss_bytes()
-  model = model_lib.MoviesRanker(sequence_keys, dense_keys)
+  model = model_lib.build_model(resolved, dense_keys)
   step = make_step(case['route'], resolved, case['optimizer'], model)
   result = time_steps(step, iterator, case['batch_size'], case)
   result['rss_before_model_bytes'] = rss_before

@@ -32,7 +32,7 @@ def test_summary_describes_the_run(first_run):
       saved['dropped_rows'].values())
   assert total == _SAMPLE_ROWS
   assert saved['rows_per_split']['train'] > saved['rows_per_split']['eval'] > 0
-  assert set(saved['vocabulary_sizes']) == set(features.vocabulary_members())
+  assert set(saved['vocabulary_sizes']) == set(features.TABLE.vocabulary_members())
   assert saved['vocabulary_sizes']['genre'] > 5
   states = {c['name']: c['state'] for c in saved['components']}
   assert states == {'MoviesExampleGen': 'COMPLETE', 'StatisticsGen': 'COMPLETE',

@@ -51,9 +51,8 @@ def preprocessing_fn(inputs: Mapping[str, Any],
       custom_config, frequency_threshold=DEFAULT_FREQUENCY_THRESHOLD,
       num_oov_buckets=DEFAULT_NUM_OOV_BUCKETS)
   outputs = transform_ids.vocabulary_ids(
-      inputs, features.vocabulary_members(),
-      {name: features.transformed_name(name)
-       for name in features.CATEGORICAL_FEATURES}, options)
+      inputs, features.TABLE.vocabulary_members(),
+      features.TABLE.transformed_names(), options)
   outputs.update(_numeric(inputs))
   outputs[features.TRANSFORMED_LABEL] = tf.cast(
       transform_ids.dense_scalar(inputs[features.LABEL], 0), tf.int64)

@@ -259,3 +259,20 @@ def test_limits_merge_splits():
   assert limits.max_unique_ids_per_partition == 4
   assert limits.max_ids_per_chip_per_sample == math.ceil(30 / 4)
   assert limits.num_batches == 3
+
+
+def test_features_from_spec_carry_table_names():
+  from components import embedding as emb  # pylint: disable=g-import-not-at-top
+  from components.embedding_stats import from_spec  # pylint: disable=g-import-not-at-top
+  cast = emb.embedding_column(
+      emb.sequence_categorical_column_with_transform_vocabulary(
+          'cast_xf', 'cast'), dimension=8, max_sequence_length=4)
+  crew = emb.shared_embedding_columns(
+      [emb.categorical_column_with_transform_vocabulary('director_xf', 'crew'),
+       emb.categorical_column_with_transform_vocabulary('writer_xf', 'crew')],
+      dimension=8, shared_embedding_collection_name='crew_table')
+  spec = emb.EmbeddingSpec(columns=[cast] + crew, optimizer=emb.Adagrad(0.1))
+  measured = {f.name: f for f in from_spec.features_from_embedding_spec(spec)}
+  assert measured['director_xf'].table == 'crew_table'
+  assert measured['writer_xf'].table == 'crew_table'
+  assert measured['cast_xf'].table == cast.resolved_table_name

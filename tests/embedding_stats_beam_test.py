@@ -1,6 +1,7 @@
 """Tests of the Beam PTransforms on small in-memory and on-disk inputs."""
 
 import collections
+import json
 import os
 
 import apache_beam as beam
@@ -13,7 +14,9 @@ import tensorflow as tf
 
 from components.embedding_stats import beam_stats
 from components.embedding_stats import config
+from components.embedding_stats import decoding
 from components.embedding_stats import features as features_lib
+from components.embedding_stats import sparsecore
 from components.embedding_stats import statistics
 
 SEQ = features_lib.ResolvedFeature(
@@ -176,3 +179,51 @@ def test_generate_from_files_on_multi_process_runner(tmp_path):
   for name, rows in (('train', train), ('eval', evaluation)):
     # Shard order differs from row order: compare order-free values.
     _expected_checks(rows)([result.splits[name]])
+
+
+def test_sparsecore_limits_in_a_beam_run():
+  topology = config.SparseCoreTopology(chips=2, sparsecores_per_chip=2,
+                                       global_batch_size=8, multiple_of=1)
+  train, evaluation = _rows(5, 64), _rows(6, 20)  # 8 and 2 full batches.
+  expected_max = {SEQ.name: 0, HOUR.name: 0}
+  expected_batches = 0
+  for rows in (train, evaluation):
+    for start in range(0, len(rows) - 7, 8):  # RecordBatches of one batch.
+      expected_batches += 1
+      batch = _record_batch(rows[start:start + 8])
+      for feature in FEATURES:
+        lengths, ids = decoding.list_lengths_and_values(
+            batch.column(batch.schema.names.index(feature.column)))
+        counts, _ = sparsecore.partition_id_counts(
+            [(lengths, ids, feature.is_sequence)], feature.num_ids, 2, 2)
+        expected_max[feature.name] = max(expected_max[feature.name],
+                                         int(counts.max()))
+
+  def check(actual):
+    result = statistics.EmbeddingStatisticsResult.from_dict(
+        json.loads(actual[0].to_json()))
+    limits = result.recommended_sparsecore_limits()
+    assert set(limits) == {SEQ.name, HOUR.name}
+    for name, expected in expected_max.items():
+      assert limits[name]['max_ids_per_partition'] == expected > 0
+      table = result.sparsecore.tables[name]
+      assert table.num_batches == expected_batches
+      assert table.observed_max_ids_per_partition == expected
+    assert result.splits['train'].sparsecore.num_batches == 8
+    assert result.splits['eval'].sparsecore.num_batches == 2
+    assert result.recommended_max_ids_per_chip_per_sample() >= 1
+    assert 'sparsecore' in result.to_summary()
+
+  pipeline = beam.Pipeline()
+  keyed = []
+  for name, rows in (('train', train), ('eval', evaluation)):
+    keyed.append(pipeline
+                 | f'Create[{name}]' >> beam.Create(_batches(rows, size=8))
+                 | f'Stats[{name}]' >> beam_stats.ComputeEmbeddingStatistics(
+                     FEATURES, topology)
+                 | f'Key[{name}]' >> beam.Map(lambda s, k=name: (k, s)))
+  result = (keyed | beam.Flatten()
+            | beam_stats.RecommendSequenceLengths(
+                FEATURES, config.TruncationPolicy(), topology))
+  beam_util.assert_that(result, check)
+  pipeline.run().wait_until_finish()

@@ -34,6 +34,9 @@ FEATURES = [
                             is_sequence=True),
 ]
 POLICY = config.TruncationPolicy(coverage=0.9, multiple_of=4, max_length=12)
+TOPOLOGY = config.SparseCoreTopology(chips=2, sparsecores_per_chip=2,
+                                     global_batch_size=8)
+CHECKS = config.SplitChecks(oov_rate_skew=0.0)
 _MOVIE_LENGTHS = (0, 1, 2, 3, 5, 9, 2, 3)
 
 
@@ -117,7 +120,9 @@ def transform_run(tmp_path_factory):
        spec.TRANSFORM_GRAPH_KEY: [graph]},
       {spec.STATISTICS_KEY: [output]},
       {spec.FEATURES_KEY: config.features_to_json(FEATURES),
-       spec.POLICY_KEY: config.policy_to_json(POLICY)})
+       spec.POLICY_KEY: config.policy_to_json(POLICY),
+       spec.SPARSECORE_TOPOLOGY_KEY: config.config_to_json(TOPOLOGY),
+       spec.CHECKS_KEY: config.config_to_json(CHECKS)})
   return splits, tft.TFTransformOutput(graph_uri), output
 
 
@@ -226,11 +231,47 @@ def test_json_report_and_plots_are_written(transform_run):
   assert 'hour_ids`: ' in text and 'ids out of range' in text
 
 
+@pytest.mark.slow
+def test_sparsecore_limits_and_warnings_from_the_executor(transform_run):
+  _, _, output = transform_run
+  result = statistics.load_embedding_statistics(output.uri)
+  assert result.sparsecore.topology == TOPOLOGY
+  assert result.splits['train'].sparsecore.num_batches == 48 // 8
+  assert result.splits['eval'].sparsecore.num_batches == 12 // 8
+  limits = result.recommended_sparsecore_limits()
+  assert set(limits) == {'movie_ids', 'genre_ids', 'hour_ids'}
+  for table, values in limits.items():
+    observed = result.sparsecore.tables[table]
+    assert values['max_ids_per_partition'] >= (
+        observed.observed_max_ids_per_partition)
+    assert values['max_ids_per_partition'] % TOPOLOGY.multiple_of == 0
+  assert result.checks == CHECKS
+  movie = {n: result.splits[n].features['movie_ids'].vocabulary.oov_rate
+           for n in ('train', 'eval')}
+  skews = [w for w in result.warnings
+           if (w.check, w.feature) == ('oov_rate_skew', 'movie_ids')]
+  assert len(skews) == int(movie['eval'] > movie['train'])
+  summary = result.to_summary()
+  assert summary['sparsecore']['limits'] == limits
+  assert summary['warnings'] == [w.message for w in result.warnings]
+  json.dumps(summary)
+  with open(os.path.join(output.uri, report.REPORT_FILE)) as f:
+    text = f.read()
+  assert '## SparseCore limits' in text and '## Warnings' in text
+
+
 def test_component_construction():
   stats_gen = component.EmbeddingStatsGen(
       transformed_examples=types.Channel(type=standard_artifacts.Examples),
       transform_graph=types.Channel(type=standard_artifacts.TransformGraph),
-      features=FEATURES, policy=POLICY, splits=['train', 'eval'])
+      features=FEATURES, policy=POLICY, splits=['train', 'eval'],
+      sparsecore_topology={'chips': 2, 'sparsecores_per_chip': 2,
+                           'global_batch_size': 8},
+      checks=CHECKS)
+  assert config.topology_from_json(
+      stats_gen.exec_properties[spec.SPARSECORE_TOPOLOGY_KEY]) == TOPOLOGY
+  assert config.checks_from_json(
+      stats_gen.exec_properties[spec.CHECKS_KEY]) == CHECKS
   assert config.features_from_json(
       stats_gen.exec_properties[spec.FEATURES_KEY]) == FEATURES
   assert config.policy_from_json(
@@ -247,6 +288,21 @@ def test_component_rejects_bad_features_early():
         transformed_examples=types.Channel(type=standard_artifacts.Examples),
         transform_graph=types.Channel(type=standard_artifacts.TransformGraph),
         features='[{"name": "x", "kind": "identity"}]')
+
+
+def test_component_rejects_bad_topology_and_checks_early():
+  channels = dict(
+      transformed_examples=types.Channel(type=standard_artifacts.Examples),
+      transform_graph=types.Channel(type=standard_artifacts.TransformGraph),
+      features=FEATURES)
+  with pytest.raises(ValueError, match='divide into 3 chips'):
+    component.EmbeddingStatsGen(
+        sparsecore_topology={'chips': 3, 'sparsecores_per_chip': 2,
+                             'global_batch_size': 8}, **channels)
+  with pytest.raises(ValueError, match='oov_rate_skew'):
+    component.EmbeddingStatsGen(checks='{"oov_rate_skew": -1}', **channels)
+  stats_gen = component.EmbeddingStatsGen(**channels)
+  assert stats_gen.exec_properties[spec.SPARSECORE_TOPOLOGY_KEY] is None
 
 
 def test_type_name_is_accepted_by_kubeflow_v2():
@@ -268,6 +324,9 @@ def test_split_selection():
     executor._select_splits(['train'], '["train", "test"]', policy)
   with pytest.raises(ValueError, match='reference split'):
     executor._select_splits(['train', 'eval'], '["eval"]', policy)
+  with pytest.raises(ValueError, match="training split 'fit'"):
+    executor._select_splits(['train', 'eval'], None, policy,
+                            config.SplitChecks(train_split='fit'))
 
 
 def test_package_exports_resolve_lazily():

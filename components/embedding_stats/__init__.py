@@ -2,7 +2,8 @@
 
 Public API (imported lazily, so that Beam workers that only need the
 PTransforms do not import TFX):
-  FeatureToMeasure, TruncationPolicy: configs.
+  FeatureToMeasure, TruncationPolicy, SparseCoreTopology, SplitChecks:
+    configs.
   ComputeEmbeddingStatistics, GenerateEmbeddingStatistics,
     ReadExamplesAsRecordBatches, RecommendSequenceLengths,
     EmbeddingStatsCombineFn: Beam.
@@ -10,7 +11,7 @@ PTransforms do not import TFX):
   EmbeddingStatsGen: the TFX component; EmbeddingStatistics: its artifact.
   load_embedding_statistics: reads an artifact into an
     `EmbeddingStatisticsResult` (`recommended_max_sequence_lengths()`,
-    `to_summary()`).
+    `recommended_sparsecore_limits()`, `warnings`, `to_summary()`).
 """
 
 import importlib
@@ -18,6 +19,8 @@ import importlib
 _EXPORTS = {
     'FeatureToMeasure': 'config',
     'TruncationPolicy': 'config',
+    'SparseCoreTopology': 'config',
+    'SplitChecks': 'config',
     'ComputeEmbeddingStatistics': 'beam_stats',
     'EmbeddingStatsCombineFn': 'beam_stats',
     'GenerateEmbeddingStatistics': 'beam_stats',

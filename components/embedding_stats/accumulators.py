@@ -8,7 +8,7 @@ commutative: any merge order gives identical results.
 """
 
 import math
-from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -186,22 +186,29 @@ class FeatureAccumulator:
 
 
 class DatasetAccumulator:
-  """Accumulators of all measured features of one split."""
+  """Accumulators of all measured features of one split.
 
-  __slots__ = ('num_examples', 'features')
+  `sparsecore`, when set, is a `sparsecore.SparseCoreAccumulator` (or any
+  object with the same `add`/`merge`) that also sees every batch.
+  """
 
-  def __init__(self, id_spaces: Mapping[str, Tuple[int, bool]]):
+  __slots__ = ('num_examples', 'features', 'sparsecore')
+
+  def __init__(self, id_spaces: Mapping[str, Tuple[int, bool]],
+               sparsecore: Optional[Any] = None):
     """Creates empty accumulators.
 
     Args:
       id_spaces: feature name -> (size of the id space, whether per-id counts
         are kept).
+      sparsecore: Optional SparseCore accumulator.
     """
     self.num_examples = 0
     self.features: Dict[str, FeatureAccumulator] = {
         name: FeatureAccumulator(num_ids, keep)
         for name, (num_ids, keep) in id_spaces.items()
     }
+    self.sparsecore = sparsecore
 
   def add(self, num_examples: int,
           columns: Mapping[str, Tuple[np.ndarray, np.ndarray]]) -> None:
@@ -209,8 +216,12 @@ class DatasetAccumulator:
     self.num_examples += num_examples
     for name, (lengths, ids) in columns.items():
       self.features[name].add(lengths, ids)
+    if self.sparsecore is not None:
+      self.sparsecore.add(num_examples, columns)
 
   def merge(self, other: 'DatasetAccumulator') -> None:
     self.num_examples += other.num_examples
     for name, accumulator in other.features.items():
       self.features[name].merge(accumulator)
+    if self.sparsecore is not None and other.sparsecore is not None:
+      self.sparsecore.merge(other.sparsecore)

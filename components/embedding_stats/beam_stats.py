@@ -10,7 +10,7 @@
     `embedding_statistics.json`.
 """
 
-from typing import Iterable, List, Mapping, Sequence, Tuple
+from typing import Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import apache_beam as beam
 import pyarrow as pa
@@ -20,6 +20,9 @@ from components.embedding_stats import config
 from components.embedding_stats import decoding
 from components.embedding_stats import features as features_lib
 from components.embedding_stats import policy as policy_lib
+from components.embedding_stats import sparsecore
+from components.embedding_stats import sparsecore_limits
+from components.embedding_stats import split_checks
 from components.embedding_stats import statistics
 
 METRICS_NAMESPACE = 'tpu_embedding_tfx.EmbeddingStatsGen'
@@ -34,16 +37,28 @@ _rows_truncated = beam.metrics.Metrics.counter(
 class EmbeddingStatsCombineFn(beam.CombineFn):
   """Combines RecordBatches into exact per-feature statistics.
 
-  The accumulator is an `accumulators.DatasetAccumulator`; this class only
-  adapts it to Beam.
+  The accumulator is an `accumulators.DatasetAccumulator` (with a
+  `sparsecore.SparseCoreAccumulator` when a topology is given); this class
+  only adapts it to Beam.
   """
 
-  def __init__(self, features: Sequence[features_lib.ResolvedFeature]):
+  def __init__(self, features: Sequence[features_lib.ResolvedFeature],
+               topology: Optional[config.SparseCoreTopology] = None):
     self._features = tuple(features)
+    self._topology = topology
+    # Validates the table layout now, at pipeline construction.
+    self._tables, self._table_ids = sparsecore.table_layout(self._features)
 
   def create_accumulator(self) -> accumulators.DatasetAccumulator:
+    topology = self._topology
+    sparsecore_accumulator = None if topology is None else (
+        sparsecore.SparseCoreAccumulator(
+            topology.chips, topology.sparsecores_per_chip,
+            topology.global_batch_size, self._tables, self._table_ids,
+            [f.name for f in self._features if f.is_sequence]))
     return accumulators.DatasetAccumulator(
-        {f.name: (f.num_ids, f.keeps_id_counts) for f in self._features})
+        {f.name: (f.num_ids, f.keeps_id_counts) for f in self._features},
+        sparsecore_accumulator)
 
   def add_input(self, accumulator: accumulators.DatasetAccumulator,
                 record_batch: pa.RecordBatch
@@ -91,19 +106,40 @@ def ReadExamplesAsRecordBatches(pipeline: beam.pvalue.PBegin,
 @beam.typehints.with_output_types(statistics.SplitStatistics)
 def ComputeEmbeddingStatistics(
     record_batches: beam.PCollection,
-    features: Sequence[features_lib.ResolvedFeature]) -> beam.PCollection:
-  """Computes the statistics of one split; emits exactly one element."""
+    features: Sequence[features_lib.ResolvedFeature],
+    topology: Optional[config.SparseCoreTopology] = None
+) -> beam.PCollection:
+  """Computes the statistics of one split; emits exactly one element.
+
+  With a `topology`, also counts ids per SparseCore partition over
+  consecutive global batches (see `sparsecore.SparseCoreAccumulator`).
+  """
   return (record_batches
           | 'CountExamples' >> beam.Map(_count_examples)
           | 'CombineStatistics' >> beam.CombineGlobally(
-              EmbeddingStatsCombineFn(features)))
+              EmbeddingStatsCombineFn(features, topology)))
+
+
+def _count_warnings(warnings: Sequence[statistics.SplitWarning]) -> None:
+  for warning in warnings:
+    beam.metrics.Metrics.counter(
+        METRICS_NAMESPACE, f'warnings[{warning.check}]').inc()
 
 
 def build_result(
     splits: Mapping[str, statistics.SplitStatistics],
     features: Sequence[features_lib.ResolvedFeature],
-    policy: config.TruncationPolicy) -> statistics.EmbeddingStatisticsResult:
-  """Recommends lengths on the reference split and applies them to all."""
+    policy: config.TruncationPolicy,
+    topology: Optional[config.SparseCoreTopology] = None,
+    checks: Optional[config.SplitChecks] = None
+) -> statistics.EmbeddingStatisticsResult:
+  """Recommends lengths and limits, and compares splits with training.
+
+  Lengths come from the reference split and are applied to all splits;
+  SparseCore limits (with a `topology`) cover all splits; warnings compare
+  each split with the training split of `checks`.
+  """
+  checks = checks or config.SplitChecks()
   if policy.reference_split not in splits:
     raise ValueError(
         f'Reference split {policy.reference_split!r} of the policy was not '
@@ -117,11 +153,17 @@ def build_result(
     beam.metrics.Metrics.counter(
         METRICS_NAMESPACE, f'rows_truncated_by_recommended_length[{name}]'
     ).inc(recommendation.rows_truncated)
+  warnings = split_checks.split_warnings(
+      splits, features, checks.training_split(policy), checks)
+  _count_warnings(warnings)
   return statistics.EmbeddingStatisticsResult(
       policy=policy, features=list(features),
       splits={n: policy_lib.with_truncation(s, lengths)
               for n, s in splits.items()},
-      recommendations=recommendations)
+      recommendations=recommendations,
+      sparsecore=(sparsecore_limits.recommend_limits(splits, topology)
+                  if topology is not None else None),
+      checks=checks, warnings=warnings)
 
 
 @beam.ptransform_fn
@@ -130,11 +172,14 @@ def build_result(
 def RecommendSequenceLengths(
     split_statistics: beam.PCollection,
     features: Sequence[features_lib.ResolvedFeature],
-    policy: config.TruncationPolicy) -> beam.PCollection:
-  """Joins the splits' statistics and adds recommended lengths."""
+    policy: config.TruncationPolicy,
+    topology: Optional[config.SparseCoreTopology] = None,
+    checks: Optional[config.SplitChecks] = None) -> beam.PCollection:
+  """Joins the splits' statistics; adds recommendations and warnings."""
   return (split_statistics
           | 'CollectSplits' >> beam.combiners.ToDict()
-          | 'Recommend' >> beam.Map(build_result, features, policy))
+          | 'Recommend' >> beam.Map(build_result, features, policy, topology,
+                                    checks))
 
 
 @beam.ptransform_fn
@@ -142,7 +187,9 @@ def RecommendSequenceLengths(
 def GenerateEmbeddingStatistics(
     pipeline: beam.pvalue.PBegin, file_patterns: Mapping[str, str],
     features: Sequence[features_lib.ResolvedFeature],
-    policy: config.TruncationPolicy, output_uri: str) -> beam.PCollection:
+    policy: config.TruncationPolicy, output_uri: str,
+    topology: Optional[config.SparseCoreTopology] = None,
+    checks: Optional[config.SplitChecks] = None) -> beam.PCollection:
   """Reads each split, computes, recommends and writes the JSON to `output_uri`.
 
   Args:
@@ -151,6 +198,8 @@ def GenerateEmbeddingStatistics(
     features: The resolved features to measure.
     policy: How to pick sequence lengths.
     output_uri: Directory that receives `embedding_statistics.json`.
+    topology: SparseCore topology whose limits to recommend (None: off).
+    checks: Thresholds of the split warnings (None: the defaults).
 
   Returns:
     A PCollection holding the one `EmbeddingStatisticsResult`.
@@ -161,11 +210,13 @@ def GenerateEmbeddingStatistics(
     keyed.append(
         pipeline
         | f'Read[{split}]' >> ReadExamplesAsRecordBatches(pattern, columns)
-        | f'ComputeStatistics[{split}]' >> ComputeEmbeddingStatistics(features)
+        | f'ComputeStatistics[{split}]' >> ComputeEmbeddingStatistics(
+            features, topology)
         | f'KeyBySplit[{split}]' >> beam.Map(lambda s, k=split: (k, s)))
   result = (keyed
             | 'FlattenSplits' >> beam.Flatten(pipeline=pipeline.pipeline)
-            | 'RecommendLengths' >> RecommendSequenceLengths(features, policy))
+            | 'RecommendLengths' >> RecommendSequenceLengths(
+                features, policy, topology, checks))
   _ = result | 'WriteStatistics' >> beam.Map(statistics.write_statistics,
                                               output_uri)
   return result

@@ -1,7 +1,7 @@
 """`EmbeddingStatsGen`: id-list statistics and `max_sequence_length` choice."""
 
 import json
-from typing import Optional, Sequence, Union
+from typing import Any, Mapping, Optional, Sequence, Union
 
 from tfx import types
 from tfx.dsl.components.base import base_beam_component
@@ -13,12 +13,23 @@ from components.embedding_stats import executor
 from components.embedding_stats import spec
 
 
+def _as_json(value: Any, config_class: type) -> Optional[str]:
+  """A config given as object, dict or JSON -> its JSON (None stays None)."""
+  if value is None or isinstance(value, str):
+    return value
+  if isinstance(value, Mapping):
+    value = config_class(**value)
+  return config.config_to_json(value)
+
+
 class EmbeddingStatsGen(base_beam_component.BaseBeamComponent):
   """Measures the id features that feed TPU embedding tables.
 
   For each split and feature: an exact length histogram with quantiles,
   vocabulary OOV rate and coverage or identity id range; for sequence features
-  a recommended `max_sequence_length` chosen on the reference split. Output:
+  a recommended `max_sequence_length` chosen on the reference split; with a
+  SparseCore topology, per-table SparseCore limits; warnings where a split
+  differs from training in ways that cost accuracy. Output:
   an `EmbeddingStatistics` artifact (`embedding_statistics.json`, `report.md`,
   PNGs), read back with `load_embedding_statistics`.
   """
@@ -32,7 +43,11 @@ class EmbeddingStatsGen(base_beam_component.BaseBeamComponent):
       transform_graph: types.BaseChannel,
       features: Union[str, Sequence[config.FeatureToMeasure]],
       policy: Optional[Union[str, config.TruncationPolicy]] = None,
-      splits: Optional[Sequence[str]] = None):
+      splits: Optional[Sequence[str]] = None,
+      sparsecore_topology: Optional[
+          Union[str, Mapping[str, Any], config.SparseCoreTopology]] = None,
+      checks: Optional[Union[str, Mapping[str, Any],
+                             config.SplitChecks]] = None):
     """Constructs the component.
 
     Args:
@@ -42,6 +57,11 @@ class EmbeddingStatsGen(base_beam_component.BaseBeamComponent):
       policy: How to choose sequence lengths; defaults to
         `TruncationPolicy()`.
       splits: Splits to measure; defaults to all splits of the examples.
+      sparsecore_topology: `SparseCoreTopology` (or its dict/JSON, e.g.
+        `{'chips': 4, 'sparsecores_per_chip': 4, 'global_batch_size': 1024}`)
+        whose SparseCore limits to recommend; None turns them off.
+      checks: `SplitChecks` (or its dict/JSON): thresholds of the warnings
+        and the training split; None means the defaults.
     """
     if not isinstance(features, str):
       features = config.features_to_json(features)
@@ -49,11 +69,18 @@ class EmbeddingStatsGen(base_beam_component.BaseBeamComponent):
     if isinstance(policy, config.TruncationPolicy):
       policy = config.policy_to_json(policy)
     config.policy_from_json(policy)
+    sparsecore_topology = _as_json(sparsecore_topology,
+                                   config.SparseCoreTopology)
+    config.topology_from_json(sparsecore_topology)
+    checks = _as_json(checks, config.SplitChecks)
+    config.checks_from_json(checks)
     component_spec = spec.EmbeddingStatsGenSpec(
         transformed_examples=transformed_examples,
         transform_graph=transform_graph,
         features=features,
         policy=policy,
         splits=json.dumps(sorted(splits)) if splits is not None else None,
+        sparsecore_topology=sparsecore_topology,
+        checks=checks,
         statistics=types.Channel(type=artifact.EmbeddingStatistics))
     super().__init__(spec=component_spec)

@@ -18,8 +18,10 @@ from components.embedding_stats import statistics
 
 
 def _select_splits(available: List[str], requested: Optional[str],
-                   policy: config.TruncationPolicy) -> List[str]:
+                   policy: config.TruncationPolicy,
+                   checks: Optional[config.SplitChecks] = None) -> List[str]:
   """The splits to measure: the `splits` parameter, or all of them."""
+  checks = checks or config.SplitChecks()
   splits = json.loads(requested) if requested else list(available)
   missing = sorted(set(splits) - set(available))
   if missing:
@@ -28,6 +30,10 @@ def _select_splits(available: List[str], requested: Optional[str],
     raise ValueError(
         f'The policy reference split {policy.reference_split!r} must be '
         f'measured; selected splits: {splits}.')
+  if checks.training_split(policy) not in splits:
+    raise ValueError(
+        f'The training split {checks.training_split(policy)!r} of the checks '
+        f'must be measured; selected splits: {splits}.')
   return sorted(splits)
 
 
@@ -46,12 +52,15 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         output_dict[spec.STATISTICS_KEY])
 
     policy = config.policy_from_json(exec_properties.get(spec.POLICY_KEY))
+    topology = config.topology_from_json(
+        exec_properties.get(spec.SPARSECORE_TOPOLOGY_KEY))
+    checks = config.checks_from_json(exec_properties.get(spec.CHECKS_KEY))
     features = features_lib.resolve_features(
         config.features_from_json(exec_properties[spec.FEATURES_KEY]),
         tft.TFTransformOutput(transform_graph.uri))
     splits = _select_splits(
         artifact_utils.decode_split_names(examples.split_names),
-        exec_properties.get(spec.SPLITS_KEY), policy)
+        exec_properties.get(spec.SPLITS_KEY), policy, checks)
     file_patterns = {
         split: os.path.join(artifact_utils.get_split_uri([examples], split),
                             '*')
@@ -61,7 +70,8 @@ class Executor(base_beam_executor.BaseBeamExecutor):
       _ = (pipeline
            | 'GenerateEmbeddingStatistics'
            >> beam_stats.GenerateEmbeddingStatistics(
-               file_patterns, features, policy, output.uri))
+               file_patterns, features, policy, output.uri, topology,
+               checks))
 
     # Plots are drawn here, not on workers, so workers need no matplotlib.
     result = statistics.load_embedding_statistics(output.uri)
@@ -69,3 +79,5 @@ class Executor(base_beam_executor.BaseBeamExecutor):
     output.splits = splits
     logging.info('Embedding statistics written to %s: %s', output.uri,
                  result.to_summary())
+    for warning in result.warnings:
+      logging.warning('EmbeddingStatsGen: %s', warning.message)

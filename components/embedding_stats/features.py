@@ -20,6 +20,9 @@ from components.embedding_stats import config
 ENCODING_RAGGED = 'ragged'
 ENCODING_VARLEN = 'varlen'
 ENCODING_FIXED = 'fixed'
+# Identity features with more ids than this get no per-id counts (8 MiB of
+# int64 per accumulator at this size).
+MAX_COUNTED_IDENTITY_BUCKETS = 1 << 20
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,6 +41,8 @@ class ResolvedFeature:
       (vocabulary features only).
     num_oov_buckets: OOV ids are `[vocabulary_size, num_ids)` (vocabulary
       features only).
+    table: The embedding table the ids look up (None: its own, named after
+      the feature); see `table_name`.
   """
   name: str
   column: str
@@ -47,11 +52,23 @@ class ResolvedFeature:
   num_ids: int
   vocabulary_size: Optional[int] = None
   num_oov_buckets: Optional[int] = None
+  table: Optional[str] = None
+
+  @property
+  def table_name(self) -> str:
+    """The table whose SparseCore limits these ids count towards."""
+    return self.table or self.name
 
   @property
   def keeps_id_counts(self) -> bool:
-    """Per-id counts (for OOV rate and coverage) are kept for vocabularies."""
-    return self.kind == config.KIND_VOCABULARY
+    """Whether exact per-id counts are kept.
+
+    Always for vocabularies (OOV rate, coverage, split checks); for identity
+    features only up to `MAX_COUNTED_IDENTITY_BUCKETS` ids, so that the split
+    checks see them without a huge id space costing memory.
+    """
+    return (self.kind == config.KIND_VOCABULARY
+            or self.num_ids <= MAX_COUNTED_IDENTITY_BUCKETS)
 
   def to_dict(self) -> dict:
     return dataclasses.asdict(self)
@@ -91,7 +108,8 @@ def resolve_feature(feature: config.FeatureToMeasure, tf_transform_output: Any
   _check_int_spec(feature.name, spec)
   column, encoding = column_for_spec(feature.name, spec)
   common = dict(name=feature.name, column=column, encoding=encoding,
-                kind=feature.kind, is_sequence=feature.is_sequence)
+                kind=feature.kind, is_sequence=feature.is_sequence,
+                table=feature.table)
   if feature.kind == config.KIND_IDENTITY:
     return ResolvedFeature(num_ids=feature.num_buckets, **common)
   # The embedding library's reading of the Transform output, so that the

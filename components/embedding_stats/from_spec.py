@@ -5,6 +5,8 @@ embedded, from which vocabulary, and which are sequences; EmbeddingStatsGen
 measures exactly those. Vocabulary list/file columns look their strings up at
 training time, so their ids are not in the transformed examples: they are
 skipped (their lengths can still be measured by declaring them by hand).
+Each feature carries its column's table name, so that features sharing a table
+are counted together for the SparseCore limits.
 """
 
 from typing import Any, List
@@ -23,9 +25,11 @@ def features_from_embedding_spec(spec: Any) -> List[config.FeatureToMeasure]:
     if isinstance(ids, categorical.TransformVocabularyColumn):
       measured.append(config.FeatureToMeasure(
           name=ids.key, kind=config.KIND_VOCABULARY,
-          vocabulary_name=ids.vocabulary_name, is_sequence=ids.is_sequence))
+          vocabulary_name=ids.vocabulary_name, is_sequence=ids.is_sequence,
+          table=column.resolved_table_name))
     elif isinstance(ids, categorical.IdentityColumn):
       measured.append(config.FeatureToMeasure(
           name=ids.key, kind=config.KIND_IDENTITY,
-          num_buckets=ids.number_buckets, is_sequence=ids.is_sequence))
+          num_buckets=ids.number_buckets, is_sequence=ids.is_sequence,
+          table=column.resolved_table_name))
   return measured

@@ -8,6 +8,7 @@ from typing import Dict, List, Optional
 from matplotlib import figure as figure_lib
 import tensorflow as tf
 
+from components.embedding_stats import sparsecore
 from components.embedding_stats import statistics
 
 REPORT_FILE = 'report.md'
@@ -90,6 +91,54 @@ def _recommendation_lines(result: statistics.EmbeddingStatisticsResult
                          'ids truncated', 'p99', 'max'], rows)
 
 
+def _warning_lines(result: statistics.EmbeddingStatisticsResult
+                   ) -> List[str]:
+  checks = result.checks
+  train = checks.training_split(result.policy)
+  lines = ['## Warnings', '',
+           f'Each split against the training split `{train}`; thresholds: OOV '
+           f'rate skew {_fmt(checks.oov_rate_skew, True)}, ids in untrained '
+           f'OOV buckets {_fmt(checks.untrained_oov_share, True)}, ids unseen '
+           f'in training {_fmt(checks.unseen_id_share, True)}.', '']
+  if not result.warnings:
+    return lines + ['No warnings.', '']
+  return lines + [f'- **{w.check}** {w.message}' for w in result.warnings] + [
+      '']
+
+
+def _sparsecore_lines(result: statistics.EmbeddingStatisticsResult
+                      ) -> List[str]:
+  recommendation = result.sparsecore
+  if recommendation is None:
+    return []
+  topology = recommendation.topology
+  lines = [
+      '## SparseCore limits', '',
+      f'{topology.chips} chips x {topology.sparsecores_per_chip} SparseCores '
+      f'= {topology.num_partitions} partitions, global batch '
+      f'{topology.global_batch_size}: consecutive batches of each split in '
+      'the order the examples were read (the last partial batch dropped), '
+      f'all splits together. Limits cover {_fmt(topology.coverage, True)} '
+      f'of the batches in one minibatch, rounded up to a multiple of '
+      f'{topology.multiple_of}. `max_ids_per_chip_per_sample` (all tables): '
+      f'**{recommendation.max_ids_per_chip_per_sample}** (TF 2.16 fixes it '
+      f'at {sparsecore.TF216_MAX_IDS_PER_CHIP_PER_SAMPLE}).', '']
+  rows = []
+  for table, limits in sorted(recommendation.tables.items()):
+    rows.append([
+        f'`{table}`', str(limits.num_batches),
+        str(limits.max_ids_per_partition),
+        str(limits.observed_max_ids_per_partition),
+        str(limits.max_unique_ids_per_partition),
+        str(limits.observed_max_unique_ids_per_partition),
+        str(limits.max_ids_per_chip_per_sample),
+        _fmt(limits.ids_over_tf216_default_share, True)])
+  return lines + _table(
+      ['table', 'batches', 'max_ids_per_partition', 'max seen',
+       'max_unique_ids_per_partition', 'max seen',
+       'max_ids_per_chip_per_sample', 'ids over TF 2.16 default'], rows)
+
+
 def _split_lines(name: str, split: statistics.SplitStatistics) -> List[str]:
   lines = [f'## Split `{name}` ({split.num_examples} examples)', '',
            '### Lengths (ids per row)', '']
@@ -145,6 +194,8 @@ def write_report(result: statistics.EmbeddingStatisticsResult,
   written = {}
   lines = ['# Embedding statistics', '']
   lines += _recommendation_lines(result)
+  lines += _warning_lines(result)
+  lines += _sparsecore_lines(result)
   for name in sorted(result.recommendations):
     file_name = plot_file_name(name)
     plot_lengths(result, name, os.path.join(uri, file_name))

@@ -11,6 +11,8 @@ STATISTICS_KEY = 'statistics'
 FEATURES_KEY = 'features'
 POLICY_KEY = 'policy'
 SPLITS_KEY = 'splits'
+SPARSECORE_TOPOLOGY_KEY = 'sparsecore_topology'
+CHECKS_KEY = 'checks'
 
 
 class EmbeddingStatsGenSpec(component_spec.ComponentSpec):
@@ -18,13 +20,17 @@ class EmbeddingStatsGenSpec(component_spec.ComponentSpec):
 
   Parameters are JSON strings: `features` a list of `FeatureToMeasure`,
   `policy` a `TruncationPolicy` (optional), `splits` a list of split names
-  (optional, default all).
+  (optional, default all), `sparsecore_topology` a `SparseCoreTopology`
+  (optional, default off), `checks` a `SplitChecks` (optional, defaults).
   """
 
   PARAMETERS = {
       FEATURES_KEY: component_spec.ExecutionParameter(type=str),
       POLICY_KEY: component_spec.ExecutionParameter(type=str, optional=True),
       SPLITS_KEY: component_spec.ExecutionParameter(type=str, optional=True),
+      SPARSECORE_TOPOLOGY_KEY: component_spec.ExecutionParameter(
+          type=str, optional=True),
+      CHECKS_KEY: component_spec.ExecutionParameter(type=str, optional=True),
   }
   INPUTS = {
       TRANSFORMED_EXAMPLES_KEY: component_spec.ChannelParameter(

@@ -293,7 +293,6 @@ def time_steps(step: StepFn, iterator: Any, batch_size: int,
 
 
 def _train_and_time(case: Mapping[str, Any], resolved: Any, iterator: Any,
-                    sequence_keys: List[str],
                     dense_keys: List[str]) -> Dict[str, Any]:
   """Builds the route's model and step, and times it (memory included)."""
   tf_keras.utils.set_random_seed(0)
@@ -332,8 +331,7 @@ def run_movies_case(case: Mapping[str, Any]) -> Dict[str, Any]:
       shuffle_buffer=1024, seed=0)
   dataset = dataset.map(loop.BatchPreparer(resolved.id_mapper(), dense_keys))
   iterator = materialize(dataset, case['num_batches'])
-  sequence_keys = [k for k, f in resolved.features.items() if f.is_sequence]
-  return _train_and_time(case, resolved, iterator, sequence_keys, dense_keys)
+  return _train_and_time(case, resolved, iterator, dense_keys)
 
 
 def vocabulary_spec(vocabulary_size: int, dimension: int,
@@ -371,4 +369,4 @@ def run_vocabulary_case(case: Mapping[str, Any]) -> Dict[str, Any]:
   dataset = _vocabulary_dataset(case).map(
       loop.BatchPreparer(resolved.id_mapper(), []))
   iterator = materialize(dataset, case['num_batches'])
-  return _train_and_time(case, resolved, iterator, [], [])
+  return _train_and_time(case, resolved, iterator, [])

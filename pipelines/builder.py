@@ -59,6 +59,8 @@ def create_pipeline(
     train_args: Optional[tfx.proto.TrainArgs] = None,
     eval_args: Optional[tfx.proto.EvalArgs] = None,
     truncation_policy: Optional[stats_config.TruncationPolicy] = None,
+    split_checks: Optional[Any] = None,
+    sparsecore_topology: Optional[Any] = None,
     tpu_type: Optional[str] = None,
     trainer_class: Any = trainer_component.TpuEmbeddingTrainer,
     extra_components: Sequence[base_node.BaseNode] = (),
@@ -84,6 +86,10 @@ def create_pipeline(
       config's steps). Transform analyzes these splits.
     eval_args: evaluation splits and steps (default: split 'eval').
     truncation_policy: how EmbeddingStatsGen chooses sequence lengths.
+    split_checks: thresholds of EmbeddingStatsGen's train/eval warnings
+      (``components.embedding_stats.SplitChecks`` or its dict).
+    sparsecore_topology: chips, SparseCores per chip and global batch size
+      for which EmbeddingStatsGen recommends SparseCore limits.
     tpu_type: TPU generation ('v5p', ...) whose memory bounds the plan.
     trainer_class: the Trainer component; the Vertex AI runner passes one
       that runs as a Vertex custom job.
@@ -120,7 +126,9 @@ def create_pipeline(
       transformed_examples=transform.outputs['transformed_examples'],
       transform_graph=transform.outputs['transform_graph'],
       features=from_spec.features_from_embedding_spec(spec),
-      policy=truncation_policy)
+      policy=truncation_policy,
+      checks=split_checks,
+      sparsecore_topology=sparsecore_topology)
   trainer = trainer_class(
       examples=transform.outputs['transformed_examples'],
       transform_graph=transform.outputs['transform_graph'],

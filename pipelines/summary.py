@@ -150,6 +150,10 @@ def _format_lengths(stats: Dict[str, Any]) -> List[str]:
         f"{stats['rows_truncated_share'][feature]:.2%} of rows, "
         f"{stats['ids_truncated_share'][feature]:.2%} of ids")
   lines.append(f"  report with histograms: {stats['report']}")
+  warnings = stats.get('warnings', [])
+  if warnings:
+    lines.append(f'Embedding statistics warnings ({len(warnings)}):')
+    lines += [f'  - {w}' for w in warnings]
   return lines
 
 

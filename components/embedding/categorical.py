@@ -370,7 +370,7 @@ class WeightedColumn(CategoricalColumn):
             'dtype': self.dtype}
 
 
-_COLUMN_TYPES = {cls.KIND: cls for cls in (
+COLUMN_TYPES = {cls.KIND: cls for cls in (
     IdentityColumn, VocabularyListColumn, VocabularyFileColumn,
     TransformVocabularyColumn, WeightedColumn)}
 
@@ -379,13 +379,13 @@ def categorical_column_from_config(config: Dict[str, Any]) -> CategoricalColumn:
   """Inverse of `CategoricalColumn.to_config`."""
   config = dict(config)
   kind = config.pop('type', None)
-  if kind not in _COLUMN_TYPES:
+  if kind not in COLUMN_TYPES:
     raise ValueError(f'Unknown categorical column type {kind!r}; expected one '
-                     f'of {sorted(_COLUMN_TYPES)}.')
+                     f'of {sorted(COLUMN_TYPES)}.')
   if kind == WeightedColumn.KIND:
     config['categorical_column'] = categorical_column_from_config(
         config['categorical_column'])
-  return _COLUMN_TYPES[kind](**config)
+  return COLUMN_TYPES[kind](**config)
 
 
 # --- Constructors with tf.feature_column's signatures. ---

@@ -431,3 +431,34 @@ def test_sparse_bag_with_gaps_is_looked_up_by_rows():
       embedding.tables[0]].numpy()
   np.testing.assert_allclose(out, [(table[1] + table[2]) / 2, table[3]],
                              rtol=1e-6)
+
+
+# --- FTRL: refused settings and NaN gradients. ---
+
+
+@pytest.mark.parametrize('kwargs, message', [
+    (dict(learning_rate=0.0), 'divides by the learning rate'),
+    (dict(learning_rate=0.1, beta=-0.5), 'beta must be >= 0'),
+])
+def test_ftrl_settings_that_write_nan_are_refused(kwargs, message):
+  table = E.TableConfig(5, 2, optimizer=E.FTRL(**kwargs), name='t')
+  with pytest.raises(ValueError, match=f"Table 't': FTRL.*{message}"):
+    cpu_embedding.CpuEmbedding({'f': E.FeatureConfig(table=table)})
+  fixed = E.FTRL(learning_rate=0.0, multiply_linear_by_learning_rate=True)
+  cpu_embedding.CpuEmbedding({'f': E.FeatureConfig(
+      table=E.TableConfig(5, 2, optimizer=fixed, name='t'))})
+
+
+def test_ftrl_nan_gradient_is_not_hidden_as_a_zero_weight():
+  table = E.TableConfig(5, 2, name='t',
+                        initializer=tf.constant_initializer(0.5))
+  embedding = cpu_embedding.CpuEmbedding({'f': E.FeatureConfig(table=table)},
+                                         E.FTRL(learning_rate=0.1))
+  embedding.build()
+  gradient = tf.IndexedSlices(tf.constant([[np.nan, 1.0]]),
+                              tf.constant([2], tf.int64), tf.constant([5, 2]))
+  embedding.apply_gradients([gradient])
+  weights = embedding.embedding_tables[table].numpy()
+  assert np.isnan(weights[2, 0])  # NaN, visible to a non-finite check.
+  assert np.isfinite(weights[2, 1]) and weights[2, 1] != 0.5
+  np.testing.assert_array_equal(weights[[0, 1, 3, 4]], 0.5)

@@ -457,3 +457,51 @@ def test_resolved_features_describe_each_column():
   assert (seq.combiner, seq.is_sequence, seq.max_sequence_length,
           seq.vocabulary_size, seq.default_value, seq.kind) == (
               None, True, 3, 2, -1, 'vocabulary_list')
+
+
+# --- FTRL settings that would write NaN. ---
+
+
+@pytest.mark.parametrize('schedule', [
+    emb.learning_rate_schedule('linear_warmup_cosine_decay',
+                               peak_learning_rate=0.1, warmup_steps=10,
+                               decay_steps=100, alpha=0.1),
+    emb.learning_rate_schedule('linear_warmup_cosine_decay',
+                               peak_learning_rate=0.1, warmup_steps=0,
+                               decay_steps=100),
+    emb.learning_rate_schedule('piecewise_constant', boundaries=[10],
+                               values=[0.1, 0.0]),
+])
+def test_ftrl_refuses_learning_rates_reaching_zero(schedule):
+  with pytest.raises(ValueError, match='FTRL.learning_rate .* reaches 0.*'
+                     'multiply_linear_by_learning_rate=True'):
+    emb.FTRL(learning_rate=schedule)
+  column = _column('a', learning_rate_fn=schedule)
+  with pytest.raises(ValueError, match="learning_rate_fn of column 'a' .*"
+                     'reaches 0.*multiply_linear_by_learning_rate=True'):
+    emb.EmbeddingSpec([column], emb.FTRL(0.1))
+  # The documented fix, and other optimizers, are accepted.
+  emb.EmbeddingSpec([column],
+                    emb.FTRL(0.1, multiply_linear_by_learning_rate=True))
+  emb.EmbeddingSpec([column], emb.Adagrad(0.1))
+
+
+def test_ftrl_accepts_schedules_above_zero_and_refuses_negative_beta():
+  above = emb.learning_rate_schedule('linear_warmup_cosine_decay',
+                                     peak_learning_rate=0.1, warmup_steps=0,
+                                     decay_steps=100, alpha=0.1)
+  emb.EmbeddingSpec([_column('a', learning_rate_fn=above)], emb.FTRL(0.1))
+  with pytest.raises(ValueError, match='`beta` must be >= 0'):
+    emb.FTRL(0.1, beta=-1.0)
+
+
+def test_ftrl_refusals_survive_json():
+  config = json.loads(emb.EmbeddingSpec(
+      [_column('a')], emb.FTRL(0.1)).to_json())
+  config['optimizer']['learning_rate'] = {
+      'name': 'linear_warmup_cosine_decay',
+      'params': {'peak_learning_rate': 0.1, 'warmup_steps': 5,
+                 'decay_steps': 10}}
+  with pytest.raises(emb.SpecValidationError,
+                     match='^optimizer: FTRL.learning_rate .* reaches 0'):
+    emb.EmbeddingSpec.from_config(config)

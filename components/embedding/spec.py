@@ -130,6 +130,11 @@ class EmbeddingSpec:
           f'{self.optimizer!r}.')
     _check_unique_keys(columns)
     _check_tables(columns)
+    if isinstance(self.optimizer, optimizers.FTRL):
+      for column in columns:
+        optimizers.check_ftrl_learning_rate(
+            self.optimizer, column.learning_rate_fn,
+            f'learning_rate_fn of column {column.name!r}')
 
   @property
   def feature_keys(self) -> List[str]:

@@ -204,22 +204,29 @@ class CallableReference(Rule):
                  '"name" or "path" and "params"')
 
   def __init__(self, kind: type):
-    self._kind = kind
-    self._record = Record(f'{kind._KIND} reference', {  # pylint: disable=protected-access
+    # pylint: disable-next=protected-access
+    self._kind, self._label = kind, kind._KIND
+    self._record = Record(f'{self._label} reference', {
         'name': (STRING, False), 'path': (STRING, False),
         'params': (OBJECT, False)})
+
+  @property
+  def _registry(self) -> Mapping[str, Callable[..., Any]]:
+    """The registered functions, read now (registrations may come later)."""
+    return self._kind._REGISTRY  # pylint: disable=protected-access
 
   def accepts(self, value: Any) -> bool:
     return isinstance(value, str) or OBJECT.accepts(value)
 
   def check_inside(self, value: Any, path: str) -> None:
     if isinstance(value, str):
-      self._check_reference(value, path)
+      if value not in self._registry:
+        self._check_path(value, path)
       return
     self._record.check_inside(value, path)
     if ('name' in value) == ('path' in value):
       raise SpecValidationError(
-          f'a {self._kind._KIND} reference needs exactly one of "name" or '  # pylint: disable=protected-access
+          f'a {self._label} reference needs exactly one of "name" or '
           f'"path", got keys {sorted(value)}', path)
     if 'name' in value:
       self._check_name(value['name'], _join(path, 'name'))
@@ -231,21 +238,15 @@ class CallableReference(Rule):
       raise SpecValidationError(f'parameters must be JSON values: {e}',
                                 _join(path, 'params')) from e
 
-  def _check_reference(self, value: str, path: str) -> None:
-    if value in self._kind._REGISTRY:  # pylint: disable=protected-access
-      return
-    self._check_path(value, path)
-
   def _check_name(self, name: str, path: str) -> None:
-    if name not in self._kind._REGISTRY:  # pylint: disable=protected-access
+    if name not in self._registry:
       raise SpecValidationError(
-          f'unknown {self._kind._KIND} name {_show(name)}; registered: '  # pylint: disable=protected-access
+          f'unknown {self._label} name {_show(name)}; registered: '
           f'{self._kind.registered_names()}', path)
 
   def _check_path(self, dotted: str, path: str) -> None:
     with at_field(path):
-      registry.check_dotted_path(dotted, self._kind._KIND,  # pylint: disable=protected-access
-                                 self._kind._REGISTRY.values())  # pylint: disable=protected-access
+      registry.check_dotted_path(dotted, self._label, self._registry.values())
 
 
 # --- The spec's schema, derived from the dataclasses. ---

@@ -281,3 +281,184 @@ def test_checkpoint_moves_to_and_from_tpu_embedding(tmp_path):
   back_path = tf.train.Checkpoint(embedding=back).save(str(tmp_path / 'back'))
   for key, value in _checkpoint_values(back_path).items():
     np.testing.assert_array_equal(value, tpu_values[key], err_msg=key)
+
+
+# --- Ids dropped inside a row (unknown tokens with default_value=-1). ---
+
+VOCABULARY = ['a', 'b', 'c', 'd']
+# An unknown token at the start, middle and end of a row, a row of unknown
+# tokens only, an empty row and a row without unknown tokens.
+TOKEN_ROWS = [['zz', 'b', 'c'], ['b', 'zz', 'c'], ['b', 'c', 'zz'],
+              ['zz', 'qq'], [], ['d', 'a']]
+WEIGHT_ROWS = [[0.5 + i + 0.25 * j for j in range(len(row))]
+               for i, row in enumerate(TOKEN_ROWS)]
+
+
+def _dropping_spec():
+  from components import embedding as emb  # pylint: disable=g-import-not-at-top
+
+  def words(key, sequence=False):
+    make = (emb.sequence_categorical_column_with_vocabulary_list if sequence
+            else emb.categorical_column_with_vocabulary_list)
+    return make(key, VOCABULARY)  # default_value=-1, no OOV buckets.
+
+  columns = [emb.embedding_column(words(f'bag_{c}'), 3, combiner=c)
+             for c in ('sum', 'mean', 'sqrtn')]
+  columns += [
+      emb.embedding_column(
+          emb.weighted_categorical_column(words(f'weighted_{c}'),
+                                          f'weight_{c}'), 3, combiner=c)
+      for c in ('sum', 'mean', 'sqrtn')]
+  columns.append(emb.embedding_column(words('sequence', sequence=True), 3,
+                                      max_sequence_length=4))
+  return emb.EmbeddingSpec(columns, emb.Adagrad(0.1)).resolve()
+
+
+def _raw_ids(rows):
+  """The ids TensorFlow's vocabulary lookup gives: -1 for unknown tokens."""
+  return [[VOCABULARY.index(t) if t in VOCABULARY else -1 for t in row]
+          for row in rows]
+
+
+def _dropping_inputs():
+  tokens = tf.ragged.constant(TOKEN_ROWS, dtype=tf.string)
+  weights = tf.ragged.constant(WEIGHT_ROWS, dtype=tf.float32,
+                               ragged_rank=1)
+  inputs = {'sequence': tokens}
+  for combiner in ('sum', 'mean', 'sqrtn'):
+    inputs[f'bag_{combiner}'] = tokens
+    inputs[f'weighted_{combiner}'] = tokens
+    inputs[f'weight_{combiner}'] = weights
+  return inputs
+
+
+def _dropping_embedding(resolved):
+  embedding = cpu_embedding.CpuEmbedding(resolved.compile(),
+                                         resolved.compile_optimizer())
+  embedding.build()
+  return embedding
+
+
+def _table_of(embedding, resolved, key):
+  """The table values of feature `key`, as a NumPy array."""
+  name = resolved.features[key].table_name
+  return next(v for t, v in embedding.embedding_tables.items()
+              if t.name == name).numpy()
+
+
+@pytest.mark.parametrize('in_function', [False, True])
+def test_dropped_ids_are_combined_as_tensorflow_does(in_function):
+  resolved = _dropping_spec()
+  embedding = _dropping_embedding(resolved)
+  mapper = resolved.id_mapper()
+
+  def lookup(inputs):
+    return embedding(*mapper(inputs))
+
+  if in_function:
+    lookup = tf.function(lookup)
+  out = lookup(_dropping_inputs())
+  # Reference: TensorFlow's own pruning of negative ids, on the raw ids.
+  raw = tf.ragged.constant(_raw_ids(TOKEN_ROWS), tf.int64,
+                           ragged_rank=1).to_sparse()
+  raw_weights = tf.ragged.constant(WEIGHT_ROWS, tf.float32,
+                                   ragged_rank=1).to_sparse()
+  for combiner in ('sum', 'mean', 'sqrtn'):
+    for key, weights in ((f'bag_{combiner}', None),
+                         (f'weighted_{combiner}', raw_weights)):
+      table = _table_of(embedding, resolved, key)
+      expected = tf.nn.safe_embedding_lookup_sparse(
+          table, raw, weights, combiner=combiner).numpy()
+      np.testing.assert_allclose(out[key].numpy(), expected, rtol=1e-6,
+                                 err_msg=key)
+      assert not out[key].numpy()[3].any()  # Only unknown tokens: zeros.
+      assert not out[key].numpy()[4].any()
+
+
+def test_dropped_ids_keep_sequence_positions():
+  resolved = _dropping_spec()
+  embedding = _dropping_embedding(resolved)
+  out = embedding(*resolved.id_mapper()(_dropping_inputs()))['sequence']
+  table = _table_of(embedding, resolved, 'sequence')
+  expected = np.zeros((len(TOKEN_ROWS), 4, 3))
+  for row, ids in enumerate(_raw_ids(TOKEN_ROWS)):
+    for position, index in enumerate(ids):
+      if index >= 0:  # A dropped id leaves a zero vector at its position.
+        expected[row, position] = table[index]
+  np.testing.assert_allclose(out.numpy(), expected, rtol=1e-6)
+
+
+def test_enqueued_ids_are_valid_and_right_ragged():
+  resolved = _dropping_spec()
+  ids, weights = resolved.id_mapper()(_dropping_inputs())
+  bag = ids['bag_sum']
+  assert bag.indices.numpy().tolist() == [
+      [0, 0], [0, 1], [1, 0], [1, 1], [2, 0], [2, 1], [5, 0], [5, 1]]
+  assert bag.values.numpy().tolist() == [1, 2, 1, 2, 1, 2, 3, 0]
+  assert bag.dense_shape.numpy().tolist() == [6, 3]
+  kept = weights['weighted_sum']
+  assert kept.indices.numpy().tolist() == bag.indices.numpy().tolist()
+  assert kept.values.numpy().tolist() == pytest.approx(
+      [0.75, 1.0, 1.5, 2.0, 2.5, 2.75, 5.5, 5.75])
+  sequence = ids['sequence']
+  assert sequence.indices.numpy().tolist() == [
+      [0, 1], [0, 2], [1, 0], [1, 2], [2, 0], [2, 1], [5, 0], [5, 1]]
+  assert min(sequence.values.numpy()) >= 0
+
+
+def test_dense_ids_padded_with_minus_one_inside_a_row():
+  from components import embedding as emb  # pylint: disable=g-import-not-at-top
+  column = emb.embedding_column(emb.categorical_column_with_identity('i', 5),
+                                2, combiner='sum')
+  resolved = emb.EmbeddingSpec([column], emb.SGD(0.1)).resolve()
+  embedding = _dropping_embedding(resolved)
+  ids, weights = resolved.id_mapper()(
+      {'i': tf.constant([[3, -1, 4], [-1, -1, 2], [-1, -1, -1]], tf.int64)})
+  out = embedding(ids, weights)['i'].numpy()
+  table = _table_of(embedding, resolved, 'i')
+  np.testing.assert_allclose(out, [table[3] + table[4], table[2], [0, 0]],
+                             rtol=1e-6)
+
+
+def test_sparse_bag_with_gaps_is_looked_up_by_rows():
+  embedding = cpu_embedding.CpuEmbedding(
+      {'bag': E.FeatureConfig(table=E.TableConfig(9, 2, combiner='mean'))},
+      E.SGD(0.1))
+  gaps = tf.SparseTensor([[0, 0], [0, 2], [1, 1]],
+                         tf.constant([1, 2, 3], tf.int64), [2, 3])
+  out = embedding({'bag': gaps})['bag'].numpy()
+  table = embedding.embedding_tables[
+      embedding.tables[0]].numpy()
+  np.testing.assert_allclose(out, [(table[1] + table[2]) / 2, table[3]],
+                             rtol=1e-6)
+
+
+# --- FTRL: refused settings and NaN gradients. ---
+
+
+@pytest.mark.parametrize('kwargs, message', [
+    (dict(learning_rate=0.0), 'divides by the learning rate'),
+    (dict(learning_rate=0.1, beta=-0.5), 'beta must be >= 0'),
+])
+def test_ftrl_settings_that_write_nan_are_refused(kwargs, message):
+  table = E.TableConfig(5, 2, optimizer=E.FTRL(**kwargs), name='t')
+  with pytest.raises(ValueError, match=f"Table 't': FTRL.*{message}"):
+    cpu_embedding.CpuEmbedding({'f': E.FeatureConfig(table=table)})
+  fixed = E.FTRL(learning_rate=0.0, multiply_linear_by_learning_rate=True)
+  cpu_embedding.CpuEmbedding({'f': E.FeatureConfig(
+      table=E.TableConfig(5, 2, optimizer=fixed, name='t'))})
+
+
+def test_ftrl_nan_gradient_is_not_hidden_as_a_zero_weight():
+  table = E.TableConfig(5, 2, name='t',
+                        initializer=tf.constant_initializer(0.5))
+  embedding = cpu_embedding.CpuEmbedding({'f': E.FeatureConfig(table=table)},
+                                         E.FTRL(learning_rate=0.1))
+  embedding.build()
+  gradient = tf.IndexedSlices(tf.constant([[np.nan, 1.0]]),
+                              tf.constant([2], tf.int64), tf.constant([5, 2]))
+  embedding.apply_gradients([gradient])
+  weights = embedding.embedding_tables[table].numpy()
+  assert np.isnan(weights[2, 0])  # NaN, visible to a non-finite check.
+  assert np.isfinite(weights[2, 1]) and weights[2, 1] != 0.5
+  np.testing.assert_array_equal(weights[[0, 1, 3, 4]], 0.5)

@@ -448,3 +448,71 @@ def test_mapped_ids_feed_the_serving_lookup():
   out = lookup(ids, weights)
   assert out['s'].shape == (2, 2, 3)
   assert out['i'].numpy().tolist() == [[2.5] * 3, [1.0] * 3]
+
+
+# --- TF 1.15's positional order and numpy integers. ---
+
+
+def test_shared_embedding_columns_takes_tensorflow_positional_order():
+  a = emb.categorical_column_with_identity('a', 6)
+  s = emb.sequence_categorical_column_with_identity('s', 6)
+  # TF 1.15: (categorical_columns, dimension, combiner, initializer,
+  # shared_embedding_collection_name, max_sequence_lengths, learning_rate_fn).
+  columns = emb.shared_embedding_columns(
+      [a, s], 4, 'sum', None, 'crew', [0, 3], step_schedule)
+  assert {c.resolved_table_name for c in columns} == {'crew'}
+  assert [c.max_sequence_length for c in columns] == [0, 3]
+  assert all(c.learning_rate_fn is step_schedule for c in columns)
+
+
+def step_schedule(step):
+  return 0.1
+
+
+def test_numpy_integers_are_accepted_where_tensorflow_takes_ints():
+  identity = emb.categorical_column_with_identity('i', np.int64(5),
+                                                  default_value=np.int32(0))
+  assert identity.num_buckets == 5 and type(identity.num_buckets) is int
+  seq = emb.sequence_categorical_column_with_vocabulary_list(
+      's', ['a', 'b'], num_oov_buckets=np.int64(2))
+  column = emb.embedding_column(seq, np.int64(4),
+                                max_sequence_length=np.int32(7))
+  assert (column.dimension, column.max_sequence_length) == (4, 7)
+  assert type(column.dimension) is int
+  assert column.categorical_column.num_buckets == 4
+  files = emb.categorical_column_with_vocabulary_file('f', 'v.txt',
+                                                      np.uint16(3))
+  assert files.num_buckets == 3
+  emb.EmbeddingSpec([column, emb.embedding_column(identity, 2)],
+                    emb.SGD()).to_json()  # JSON-serialisable ints.
+
+
+@pytest.mark.parametrize('make, message', [
+    (lambda: emb.categorical_column_with_identity('i', '5'),
+     r"num_buckets must be an int >= 1, got '5' of type str"),
+    (lambda: emb.categorical_column_with_identity('i', True),
+     'got True of type bool'),
+    (lambda: emb.categorical_column_with_identity('i', np.bool_(True)),
+     'of type bool'),
+    (lambda: emb.categorical_column_with_identity('i', 0),
+     "num_buckets 0 < 1, column_name 'i'"),
+    (lambda: emb.embedding_column(
+        emb.categorical_column_with_identity('i', 5), np.float32(4)),
+     'must be an int > 0, got 4.0 of type float32'),
+    (lambda: emb.categorical_column_with_vocabulary_list(
+        'w', ['a'], num_oov_buckets='2'), "'2' of type str"),
+    (lambda: emb.categorical_column_with_vocabulary_file(
+        'f', 'v.txt', vocabulary_size=3.0), '3.0 of type float'),
+    (lambda: emb.embedding_column(
+        emb.sequence_categorical_column_with_identity('s', 5), 2,
+        max_sequence_length='8'), r"max_sequence_length='8' \(str\)"),
+])
+def test_bad_integers_are_refused_naming_the_type(make, message):
+  with pytest.raises(ValueError, match=message):
+    make()
+
+
+def test_is_sequence_must_be_a_bool():
+  with pytest.raises(ValueError, match="is_sequence of column 'i' must be "
+                     "True or False, got 'false' of type str"):
+    emb.IdentityColumn('i', 5, is_sequence='false')

@@ -10,6 +10,10 @@ from components import embedding as emb
 _TPU = tf.tpu.experimental.embedding
 
 
+# This test module, whose functions the specs below name by dotted path.
+THIS = [__name__]
+
+
 def step_decay(global_step, factor=0.5):
   """A module-level schedule, serialisable by its dotted path."""
   return 0.2 * factor ** tf.cast(global_step, tf.float32)
@@ -174,7 +178,7 @@ def test_registered_schedules_follow_their_formulas():
 
 @pytest.mark.parametrize('name, params, message', [
     ('cyclic', {}, 'neither a registered name nor a dotted path'),
-    ('no_such_module.schedule', {}, 'cannot import module'),
+    ('no_such_module.schedule', {}, 'is not allowed'),
     ('constant', {'learning_rate': 0.1, 'warmup': 3}, 'does not accept'),
     ('constant', {'learning_rate': -1}, 'must be a number > 0'),
     ('exponential_decay', {'initial_learning_rate': 0.1, 'decay_steps': 0,
@@ -245,7 +249,7 @@ def _full_spec():
 def test_json_round_trip():
   spec = _full_spec()
   text = spec.to_json()
-  again = emb.EmbeddingSpec.from_json(text)
+  again = emb.EmbeddingSpec.from_json(text, allowed_module_prefixes=THIS)
   assert again.to_json() == text
   assert again.columns[0] == spec.columns[0]
   assert again.columns[1:3] == spec.columns[1:3]
@@ -269,7 +273,8 @@ def test_json_round_trip():
 
 
 def test_round_tripped_callables_behave_like_the_originals():
-  again = emb.EmbeddingSpec.from_json(_full_spec().to_json())
+  again = emb.EmbeddingSpec.from_json(_full_spec().to_json(),
+                                      allowed_module_prefixes=THIS)
   fn = again.columns[3].learning_rate_fn
   assert _float(fn(2)) == pytest.approx(_float(step_decay(2)))
   assert _float(again.columns[0].learning_rate_fn(150)) == pytest.approx(0.01)
@@ -304,11 +309,11 @@ def test_from_json_validates():
   config = json.loads(_full_spec().to_json())
   config['columns'][1]['dimension'] = 0
   with pytest.raises(ValueError, match='Invalid dimension 0'):
-    emb.EmbeddingSpec.from_config(config)
+    emb.EmbeddingSpec.from_config(config, THIS)
   config = json.loads(_full_spec().to_json())
   config['format_version'] = 99
   with pytest.raises(ValueError, match='format_version'):
-    emb.EmbeddingSpec.from_config(config)
+    emb.EmbeddingSpec.from_config(config, THIS)
 
 
 # --- Resolution of sequence lengths. ---
@@ -452,3 +457,51 @@ def test_resolved_features_describe_each_column():
   assert (seq.combiner, seq.is_sequence, seq.max_sequence_length,
           seq.vocabulary_size, seq.default_value, seq.kind) == (
               None, True, 3, 2, -1, 'vocabulary_list')
+
+
+# --- FTRL settings that would write NaN. ---
+
+
+@pytest.mark.parametrize('schedule', [
+    emb.learning_rate_schedule('linear_warmup_cosine_decay',
+                               peak_learning_rate=0.1, warmup_steps=10,
+                               decay_steps=100, alpha=0.1),
+    emb.learning_rate_schedule('linear_warmup_cosine_decay',
+                               peak_learning_rate=0.1, warmup_steps=0,
+                               decay_steps=100),
+    emb.learning_rate_schedule('piecewise_constant', boundaries=[10],
+                               values=[0.1, 0.0]),
+])
+def test_ftrl_refuses_learning_rates_reaching_zero(schedule):
+  with pytest.raises(ValueError, match='FTRL.learning_rate .* reaches 0.*'
+                     'multiply_linear_by_learning_rate=True'):
+    emb.FTRL(learning_rate=schedule)
+  column = _column('a', learning_rate_fn=schedule)
+  with pytest.raises(ValueError, match="learning_rate_fn of column 'a' .*"
+                     'reaches 0.*multiply_linear_by_learning_rate=True'):
+    emb.EmbeddingSpec([column], emb.FTRL(0.1))
+  # The documented fix, and other optimizers, are accepted.
+  emb.EmbeddingSpec([column],
+                    emb.FTRL(0.1, multiply_linear_by_learning_rate=True))
+  emb.EmbeddingSpec([column], emb.Adagrad(0.1))
+
+
+def test_ftrl_accepts_schedules_above_zero_and_refuses_negative_beta():
+  above = emb.learning_rate_schedule('linear_warmup_cosine_decay',
+                                     peak_learning_rate=0.1, warmup_steps=0,
+                                     decay_steps=100, alpha=0.1)
+  emb.EmbeddingSpec([_column('a', learning_rate_fn=above)], emb.FTRL(0.1))
+  with pytest.raises(ValueError, match='`beta` must be >= 0'):
+    emb.FTRL(0.1, beta=-1.0)
+
+
+def test_ftrl_refusals_survive_json():
+  config = json.loads(emb.EmbeddingSpec(
+      [_column('a')], emb.FTRL(0.1)).to_json())
+  config['optimizer']['learning_rate'] = {
+      'name': 'linear_warmup_cosine_decay',
+      'params': {'peak_learning_rate': 0.1, 'warmup_steps': 5,
+                 'decay_steps': 10}}
+  with pytest.raises(emb.SpecValidationError,
+                     match='^optimizer: FTRL.learning_rate .* reaches 0'):
+    emb.EmbeddingSpec.from_config(config)

@@ -133,6 +133,7 @@ def _tokens(rows, key):
 def _expected_length(lengths):
   covering = int(np.quantile(lengths, POLICY.coverage, method='inverted_cdf'))
   rounded = -(-covering // POLICY.multiple_of) * POLICY.multiple_of
+  rounded = min(rounded, max(int(np.max(lengths)), 1))  # The longest row.
   return min(max(rounded, POLICY.min_length), POLICY.max_length)
 
 

@@ -36,9 +36,10 @@ class TestRecommendLength:
     assert policy_lib.recommend_length(hist, config.TruncationPolicy()) == 24
 
   def test_rounding(self):
-    hist = _histogram([(9, 100)])
+    hist = _histogram([(9, 90), (20, 10)])
     assert policy_lib.recommend_length(
-        hist, config.TruncationPolicy(multiple_of=8)) == 16
+        hist, config.TruncationPolicy(coverage=0.9, multiple_of=8)) == 16
+    hist = _histogram([(9, 100)])
     assert policy_lib.recommend_length(
         hist, config.TruncationPolicy(multiple_of=1)) == 9
     assert policy_lib.recommend_length(
@@ -48,7 +49,21 @@ class TestRecommendLength:
     hist = _histogram([(300, 100)])
     assert policy_lib.recommend_length(
         hist, config.TruncationPolicy(max_length=20)) == 20
-    assert policy_lib.recommend_length(hist, config.TruncationPolicy()) == 304
+    assert policy_lib.recommend_length(
+        _histogram([(300, 100), (310, 1)]),
+        config.TruncationPolicy()) == 304
+
+  @pytest.mark.parametrize('pairs, longest', [
+      ([(3, 10), (50, 990)], 50),   # Rounding would give 56.
+      ([(9, 100)], 9),              # Rounding would give 16.
+      ([(1, 5)], 1)])
+  def test_never_above_the_longest_row_seen(self, pairs, longest):
+    assert policy_lib.recommend_length(
+        _histogram(pairs), config.TruncationPolicy()) == longest
+
+  def test_at_least_one_when_every_row_is_empty(self):
+    assert policy_lib.recommend_length(
+        _histogram([(0, 10)]), config.TruncationPolicy(multiple_of=8)) == 1
 
   def test_at_least_one(self):
     policy = config.TruncationPolicy()

@@ -53,7 +53,9 @@ from components.embedding.optimizers import Adam
 from components.embedding.optimizers import EmbeddingOptimizer
 from components.embedding.optimizers import FTRL
 from components.embedding.optimizers import SGD
+from components.embedding.registry import allow_module_prefixes
 from components.embedding.registry import SpecSerializationError
+from components.embedding.registry import SpecValidationError
 from components.embedding.resolution import transform_vocabulary_size
 from components.embedding.resolved import ResolvedEmbeddingSpec
 from components.embedding.resolved import ResolvedFeature

@@ -18,9 +18,11 @@ where the file (often on GCS) may not be readable yet.
 """
 
 import dataclasses
+import numbers
 import re
 from typing import Any, ClassVar, Dict, Optional, Sequence, Tuple
 
+import numpy as np
 import tensorflow as tf
 
 _INT_DTYPES = ('int8', 'int16', 'int32', 'int64', 'uint8', 'uint16', 'uint32',
@@ -39,6 +41,39 @@ def _check_key(key: Any, what: str) -> None:
 
 def _is_int(value: Any) -> bool:
   return isinstance(value, int) and not isinstance(value, bool)
+
+
+def python_int(value: Any) -> Any:
+  """Returns a numpy integer as a Python int, and any other value unchanged.
+
+  TensorFlow accepts `np.int64(5)` wherever it accepts 5; columns store the
+  Python int so that they compare equal and serialise to JSON. Booleans
+  (Python or numpy) are not integers here.
+  """
+  if isinstance(value, numbers.Integral) and not isinstance(
+      value, (bool, np.bool_)):
+    return int(value)
+  return value
+
+
+def describe(value: Any) -> str:
+  """`value` and its type, for messages about a value of the wrong type."""
+  return f'{value!r} of type {type(value).__name__}'
+
+
+def _coerce_ints(column: Any, *fields: str) -> None:
+  """Replaces numpy integers in `fields` of a frozen dataclass by ints."""
+  for field in fields:
+    object.__setattr__(column, field, python_int(getattr(column, field)))
+
+
+def _check_int(value: Any, what: str, minimum: int, column: str) -> None:
+  """Raises, naming the type or the bound, unless `value` is an int >= min."""
+  if not _is_int(value):
+    _fail(f'{what} must be an int >= {minimum}, got {describe(value)}, '
+          f'column_name {column!r}.')
+  if value < minimum:
+    _fail(f'{what} {value} < {minimum}, column_name {column!r}.')
 
 
 def _dtype_name(dtype: Any) -> str:
@@ -108,32 +143,40 @@ class IdentityColumn(CategoricalColumn):
 
   def __post_init__(self):
     _check_key(self.key, 'The key of an identity column')
-    if not _is_int(self.number_buckets) or self.number_buckets < 1:
-      _fail(f'num_buckets {self.number_buckets!r} < 1, column_name '
-            f'{self.key!r}: give the number of distinct ids (max id + 1).')
-    if self.default_value is not None and (
-        not _is_int(self.default_value) or
+    _coerce_ints(self, 'number_buckets', 'default_value')
+    _check_int(self.number_buckets, 'num_buckets', 1, self.key)
+    if self.default_value is not None and not _is_int(self.default_value):
+      _fail(f'default_value of column {self.key!r} must be an int or None, '
+            f'got {describe(self.default_value)}.')
+    if (self.default_value is not None and
         not 0 <= self.default_value < self.number_buckets):
       _fail(f'default_value {self.default_value!r} not in range '
             f'[0, {self.number_buckets}), column_name {self.key!r}.')
+    _check_bool(self.is_sequence, 'is_sequence', self.key)
 
   @property
   def num_buckets(self) -> int:
     return self.number_buckets
 
 
+def _check_bool(value: Any, what: str, column: str) -> None:
+  if not isinstance(value, bool):
+    _fail(f'{what} of column {column!r} must be True or False, got '
+          f'{describe(value)}.')
+
+
 def _check_oov_and_default(key: str, num_oov_buckets: Any,
                            default_value: Any) -> None:
   if not _is_int(num_oov_buckets) or num_oov_buckets < 0:
-    _fail(f'Invalid num_oov_buckets {num_oov_buckets!r} in {key!r}: must be '
-          'an int >= 0.')
+    _fail(f'Invalid num_oov_buckets {describe(num_oov_buckets)} in {key!r}: '
+          'must be an int >= 0.')
   if num_oov_buckets and default_value != -1:
     _fail(f"Can't specify both num_oov_buckets ({num_oov_buckets}) and "
           f'default_value ({default_value}) in {key!r}: out-of-vocabulary '
           'values go to the OOV buckets, so leave default_value unset.')
   if not _is_int(default_value) or default_value < -1:
-    _fail(f'default_value {default_value!r} in {key!r} must be -1 (ignore '
-          'out-of-vocabulary values) or a row id >= 0.')
+    _fail(f'default_value {describe(default_value)} in {key!r} must be -1 '
+          '(ignore out-of-vocabulary values) or a row id >= 0.')
 
 
 def _normalise_vocabulary(key: str, vocabulary: Sequence[Any]
@@ -183,7 +226,9 @@ class VocabularyListColumn(CategoricalColumn):
       _fail(f'dtype {dtype} and vocabulary dtype {vocab_dtype} do not match, '
             f'column_name: {self.key!r}.')
     object.__setattr__(self, 'dtype', dtype)
+    _coerce_ints(self, 'num_oov_buckets', 'default_value')
     _check_oov_and_default(self.key, self.num_oov_buckets, self.default_value)
+    _check_bool(self.is_sequence, 'is_sequence', self.key)
     if self.default_value >= len(values):
       _fail(f'default_value {self.default_value} of column {self.key!r} is '
             f'outside the table rows [0, {len(values)}).')
@@ -219,10 +264,12 @@ class VocabularyFileColumn(CategoricalColumn):
     if self.vocabulary_file.endswith('tfrecord.gz'):
       _fail(f'Column {self.key!r}: TFRecord vocabulary files are not '
             'supported; use a text file with one token a line.')
+    _coerce_ints(self, 'vocabulary_size', 'num_oov_buckets', 'default_value')
     if self.vocabulary_size is not None and (
         not _is_int(self.vocabulary_size) or self.vocabulary_size < 1):
-      _fail(f'Invalid vocabulary_size {self.vocabulary_size!r} in '
+      _fail(f'Invalid vocabulary_size {describe(self.vocabulary_size)} in '
             f'{self.key!r}: must be an int >= 1, or None to count the lines.')
+    _check_bool(self.is_sequence, 'is_sequence', self.key)
     default = -1 if self.default_value is None else self.default_value
     object.__setattr__(self, 'default_value', default)
     _check_oov_and_default(self.key, self.num_oov_buckets, default)
@@ -249,6 +296,7 @@ class TransformVocabularyColumn(CategoricalColumn):
     _check_key(self.key, 'The key of a Transform-vocabulary column')
     _check_key(self.vocabulary_name,
                f'The vocabulary_name of column {self.key!r}')
+    _check_bool(self.is_sequence, 'is_sequence', self.key)
     if re.search(r'[/\\]', self.vocabulary_name):
       _fail(f'vocabulary_name {self.vocabulary_name!r} of column '
             f'{self.key!r} must be the `vocab_filename` given to tft, not a '
@@ -322,7 +370,7 @@ class WeightedColumn(CategoricalColumn):
             'dtype': self.dtype}
 
 
-_COLUMN_TYPES = {cls.KIND: cls for cls in (
+COLUMN_TYPES = {cls.KIND: cls for cls in (
     IdentityColumn, VocabularyListColumn, VocabularyFileColumn,
     TransformVocabularyColumn, WeightedColumn)}
 
@@ -331,13 +379,13 @@ def categorical_column_from_config(config: Dict[str, Any]) -> CategoricalColumn:
   """Inverse of `CategoricalColumn.to_config`."""
   config = dict(config)
   kind = config.pop('type', None)
-  if kind not in _COLUMN_TYPES:
+  if kind not in COLUMN_TYPES:
     raise ValueError(f'Unknown categorical column type {kind!r}; expected one '
-                     f'of {sorted(_COLUMN_TYPES)}.')
+                     f'of {sorted(COLUMN_TYPES)}.')
   if kind == WeightedColumn.KIND:
     config['categorical_column'] = categorical_column_from_config(
         config['categorical_column'])
-  return _COLUMN_TYPES[kind](**config)
+  return COLUMN_TYPES[kind](**config)
 
 
 # --- Constructors with tf.feature_column's signatures. ---

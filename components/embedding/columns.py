@@ -123,11 +123,15 @@ class EmbeddingColumn:
     object.__setattr__(self, 'categorical_column', column)
     object.__setattr__(self, 'shared_with', tuple(self.shared_with))
     name = column.name
+    for field in ('dimension', 'max_sequence_length'):
+      object.__setattr__(self, field,
+                         categorical.python_int(getattr(self, field)))
     if (isinstance(self.dimension, bool) or not isinstance(self.dimension, int)
         or self.dimension < 1):
       raise ValueError(f'Invalid dimension {self.dimension!r} for embedding '
-                       f'column {name!r}: must be an int > 0.')
-    if self.combiner not in COMBINERS:
+                       f'column {name!r}: must be an int > 0, got '
+                       f'{categorical.describe(self.dimension)}.')
+    if not isinstance(self.combiner, str) or self.combiner not in COMBINERS:
       raise ValueError(f'Invalid combiner {self.combiner!r} for embedding '
                        f'column {name!r}: must be one of {COMBINERS}.')
     if self.initializer is not None and not callable(self.initializer):
@@ -209,9 +213,11 @@ def _check_max_sequence_length(column: categorical.CategoricalColumn,
   if column.is_sequence:
     if length == AUTO or (valid_int and length > 0):
       return
+    kind = '' if valid_int else f' ({type(length).__name__})'
     raise ValueError(
         'max_sequence_length must be greater than 0 for sequence columns. Got '
-        f'max_sequence_length={length!r} for sequence column {column.name!r}; '
+        f'max_sequence_length={length!r}{kind} for sequence column '
+        f'{column.name!r}; '
         f"give the length to pad/truncate to, or '{AUTO}' to use the "
         'statistics component\'s recommendation.')
   if not (valid_int and length == 0):
@@ -277,12 +283,17 @@ def shared_embedding_columns(
     dimension: int,
     combiner: str = 'mean',
     initializer: Optional[Callable[..., Any]] = None,
+    shared_embedding_collection_name: Optional[str] = None,
     max_sequence_lengths: Optional[Sequence[MaxSequenceLength]] = None,
     learning_rate_fn: Optional[Callable[[Any], Any]] = None,
-    shared_embedding_collection_name: Optional[str] = None,
     use_safe_embedding_lookup: bool = True,
     **unsupported: Any) -> List[EmbeddingColumn]:
   """TF 1.15's `tf.tpu.experimental.shared_embedding_columns`: one table.
+
+  The positional order is TensorFlow's (`categorical_columns, dimension,
+  combiner, initializer, shared_embedding_collection_name,
+  max_sequence_lengths, learning_rate_fn, use_safe_embedding_lookup`), so that
+  TPUEstimator code calling it positionally keeps its meaning.
 
   The table is named `shared_embedding_collection_name`, or by default after
   the sorted column names ('a_b_shared_embedding', as TensorFlow does).

@@ -165,8 +165,19 @@ def _sparse_bag_as_ragged(inputs: Any, weights: Any,
       feature.output_shape or inputs.shape.rank != 2):
     return inputs, weights
   if weights is not None and isinstance(weights, tf.SparseTensor):
-    weights = tf.RaggedTensor.from_sparse(weights)
-  return tf.RaggedTensor.from_sparse(inputs), weights
+    weights = _sparse_rows_as_ragged(weights)
+  return _sparse_rows_as_ragged(inputs), weights
+
+
+def _sparse_rows_as_ragged(sparse: tf.SparseTensor) -> tf.RaggedTensor:
+  """The values of each row, in order, whatever their column positions.
+
+  `tf.RaggedTensor.from_sparse` refuses a row whose positions have gaps
+  ("SparseTensor is not right-ragged"), as left by ids dropped inside a row;
+  a bag's combiner does not depend on positions, so only the row ids count.
+  """
+  return tf.RaggedTensor.from_value_rowids(
+      sparse.values, sparse.indices[:, 0], nrows=sparse.dense_shape[0])
 
 
 class CpuEmbedding(_embedding.TPUEmbeddingForServing):

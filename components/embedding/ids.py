@@ -21,6 +21,23 @@ Rules, as TensorFlow's feature columns apply them:
     means "unknown token": it is dropped together with its weight, as
     TensorFlow's embedding lookups drop negative ids.
 No other id is ever dropped or clamped.
+
+Where an id is dropped inside a row (an unknown token between known ones, or
+-1 padding in the middle of a dense row), the positions of what remains
+follow TensorFlow:
+  * non-sequence (bag) features: the remaining ids are renumbered 0, 1, ...
+    within their row, so that every row is right-ragged; the combiner then
+    reduces only the remaining ids (`tf.nn.safe_embedding_lookup_sparse`
+    prunes negative ids the same way), and a row left empty embeds to zeros;
+  * sequence features keep every remaining id at its position: the dropped
+    position embeds to a zero vector and later ids do not shift left. This is
+    what TF 1.15's sequence feature columns do (`EmbeddingColumn.
+    get_sequence_dense_tensor` looks up the `[batch, T, 1]` ids with
+    `safe_embedding_lookup_sparse`, which zeroes the pruned position, and the
+    sequence length still counts it), what `serving_embedding_lookup` does
+    (it scatters each id to its `[row, position]` index) and what the TPU
+    enqueue does with the same sparse indices.
+The dense shape of the ids is that of the input in both cases.
 """
 
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
@@ -122,6 +139,26 @@ def _make_table(feature: Any) -> Any:
   return tf.lookup.StaticHashTable(initializer, column.default_value)
 
 
+def _renumber_positions(ids: tf.SparseTensor,
+                        weights: Optional[tf.SparseTensor]
+                       ) -> Tuple[tf.SparseTensor, Optional[tf.SparseTensor]]:
+  """Numbers the ids of each row 0, 1, ... in order, closing dropped gaps.
+
+  `ids` must be in row-major order (as parsing, `_to_sparse` and
+  `tf.sparse.retain` leave it); `weights` shares its indices.
+  """
+  rows = ids.indices[:, 0]
+  ragged = tf.RaggedTensor.from_value_rowids(ids.values, rows,
+                                             nrows=ids.dense_shape[0])
+  positions = (tf.range(tf.size(rows, out_type=tf.int64), dtype=tf.int64) -
+               tf.gather(ragged.row_starts(), rows))
+  indices = tf.stack([rows, positions], axis=1)
+  ids = tf.SparseTensor(indices, ids.values, ids.dense_shape)
+  if weights is not None:
+    weights = tf.SparseTensor(indices, weights.values, weights.dense_shape)
+  return ids, weights
+
+
 class IdMapper(tf.Module):
   """Maps input features to the row ids of their tables (see module doc)."""
 
@@ -179,6 +216,8 @@ class IdMapper(tf.Module):
                               feature.weight_key)
     if feature.default_value == -1:
       ids, weights = self._drop_unknown(feature, ids, weights)
+    if not feature.is_sequence:
+      ids, weights = _renumber_positions(ids, weights)
     return ids, weights
 
   def _drop_unknown(self, feature: Any, ids: tf.SparseTensor,

@@ -211,6 +211,39 @@ class FTRL(EmbeddingOptimizer):
            'FTRL: regularization strengths must be >= 0, got l1='
            f'{self.l1_regularization_strength}, '
            f'l2={self.l2_regularization_strength}.')
+    _check(self.beta >= 0,
+           f'FTRL: `beta` must be >= 0, got {self.beta}: the update divides '
+           'by `accumulators^p + beta`, which a negative beta can make 0 '
+           '(NaN weights).')
+    check_ftrl_learning_rate(self, self.learning_rate, 'FTRL.learning_rate')
+
+
+def check_ftrl_learning_rate(optimizer: 'FTRL', learning_rate: Any,
+                             what: str) -> None:
+  """Refuses a learning rate that reaches 0 where FTRL divides by it.
+
+  With `multiply_linear_by_learning_rate=False`, the TPU's FTRL update
+  divides by the learning rate (see `tpu_update_rules`), so a rate of 0 (the
+  first step of a warm-up from 0, the end of a cosine decay to 0) writes NaN
+  into the rows a batch touches. TensorFlow documents
+  `multiply_linear_by_learning_rate=True` as the setting for learning rates
+  that ramp up from 0.
+
+  Raises:
+    ValueError: for a registered schedule that reaches 0 (see
+      `LearningRateSchedule.reaches_zero`) without that setting. Schedules
+      given by a dotted path cannot be inspected and are not refused.
+  """
+  if optimizer.multiply_linear_by_learning_rate:
+    return
+  if isinstance(learning_rate, schedules.LearningRateSchedule) and (
+      learning_rate.reaches_zero()):
+    raise ValueError(
+        f'{what} {learning_rate!r} reaches 0, and FTRL with '
+        '`multiply_linear_by_learning_rate=False` divides by the learning '
+        'rate (NaN weights). Set multiply_linear_by_learning_rate=True on '
+        'the FTRL optimizer, or use a schedule that stays above 0 (e.g. '
+        'alpha > 0 and warmup_steps=0).')
 
 
 @dataclasses.dataclass(frozen=True)

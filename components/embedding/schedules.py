@@ -152,6 +152,20 @@ class LearningRateSchedule(registry.NamedCallable):
   def __call__(self, global_step: Any) -> Any:
     return self._fn(global_step, **self._params)
 
+  def reaches_zero(self) -> bool:
+    """Whether a registered schedule returns 0 at some step.
+
+    `linear_warmup_cosine_decay` starts at 0 when it warms up and ends at 0
+    with `alpha=0`; `piecewise_constant` does with a value <= 0. Schedules
+    given by a dotted path cannot be inspected and count as never 0.
+    """
+    params = self._params
+    if self._name == 'linear_warmup_cosine_decay':
+      return params['warmup_steps'] > 0 or not params.get('alpha', 0.0)
+    if self._name == 'piecewise_constant':
+      return any(value <= 0 for value in params['values'])
+    return False
+
 
 def learning_rate_schedule(name: str, **params: Any) -> LearningRateSchedule:
   """Returns a schedule by registered name or by a function's dotted path.

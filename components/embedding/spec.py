@@ -36,8 +36,10 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 from components.embedding import categorical
 from components.embedding import columns as columns_lib
 from components.embedding import optimizers
+from components.embedding import registry
 from components.embedding import resolution
 from components.embedding import resolved
+from components.embedding import schema
 
 FORMAT_VERSION = 1
 
@@ -128,6 +130,11 @@ class EmbeddingSpec:
           f'{self.optimizer!r}.')
     _check_unique_keys(columns)
     _check_tables(columns)
+    if isinstance(self.optimizer, optimizers.FTRL):
+      for column in columns:
+        optimizers.check_ftrl_learning_rate(
+            self.optimizer, column.learning_rate_fn,
+            f'learning_rate_fn of column {column.name!r}')
 
   @property
   def feature_keys(self) -> List[str]:
@@ -151,22 +158,65 @@ class EmbeddingSpec:
                       allow_nan=False)
 
   @classmethod
-  def from_config(cls, config: Mapping[str, Any]) -> 'EmbeddingSpec':
-    """Inverse of `to_config`; validates as the constructor does."""
-    version = config.get('format_version')
-    if version != FORMAT_VERSION:
-      raise ValueError(f'Unsupported EmbeddingSpec format_version {version!r}; '
-                       f'this package reads version {FORMAT_VERSION}.')
-    return cls(
-        columns=tuple(columns_lib.EmbeddingColumn.from_config(c)
-                      for c in config['columns']),
-        optimizer=optimizers.EmbeddingOptimizer.from_config(
-            config['optimizer']))
+  def from_config(cls, config: Mapping[str, Any],
+                  allowed_module_prefixes: Optional[Sequence[str]] = None
+                 ) -> 'EmbeddingSpec':
+    """Inverse of `to_config`: validates the dict, then builds the spec.
+
+    Args:
+      config: the dict form (see the module docstring).
+      allowed_module_prefixes: module prefixes whose functions the spec's
+        dotted paths may name during this call, in addition to the registered
+        functions and the prefixes allowed with
+        `registry.allow_module_prefixes` (see `registry`).
+
+    Raises:
+      registry.SpecValidationError: (a ValueError) naming the field at fault:
+        a wrong type, a missing or unknown key, a value outside an enum, a
+        dotted path that is not allowed (refused before any import), or a
+        value the constructors refuse.
+    """
+    if isinstance(config, Mapping) and (
+        config.get('format_version') != FORMAT_VERSION):
+      raise registry.SpecValidationError(
+          f'Unsupported EmbeddingSpec format_version '
+          f'{config.get("format_version")!r}; this package reads version '
+          f'{FORMAT_VERSION}.', 'format_version')
+    with registry.allowing_module_prefixes(allowed_module_prefixes):
+      schema.validate_spec(config)
+      columns = []
+      for index, column in enumerate(config['columns']):
+        with schema.at_field(f'columns[{index}]'):
+          columns.append(columns_lib.EmbeddingColumn.from_config(column))
+      with schema.at_field('optimizer'):
+        optimizer = optimizers.EmbeddingOptimizer.from_config(
+            config['optimizer'])
+    with schema.at_field('columns'):
+      return cls(columns=tuple(columns), optimizer=optimizer)
 
   @classmethod
-  def from_json(cls, text: str) -> 'EmbeddingSpec':
-    """Inverse of `to_json`."""
-    return cls.from_config(json.loads(text))
+  def from_dict(cls, config: Mapping[str, Any],
+                allowed_module_prefixes: Optional[Sequence[str]] = None
+               ) -> 'EmbeddingSpec':
+    """The same as `from_config`."""
+    return cls.from_config(config, allowed_module_prefixes)
+
+  @classmethod
+  def from_json(cls, text: str,
+                allowed_module_prefixes: Optional[Sequence[str]] = None
+               ) -> 'EmbeddingSpec':
+    """Inverse of `to_json`; see `from_config` for validation and prefixes.
+
+    Raises:
+      registry.SpecValidationError: for text that is not JSON, or for any
+        `from_config` error.
+    """
+    try:
+      config = json.loads(text)
+    except (TypeError, ValueError) as e:
+      raise registry.SpecValidationError(
+          f'the embedding spec is not valid JSON: {e}') from e
+    return cls.from_config(config, allowed_module_prefixes)
 
   def resolve(self, tf_transform_output: Any = None,
               max_sequence_lengths: Optional[Mapping[str, int]] = None

@@ -106,6 +106,14 @@ FTRL (slots `accumulators`, initialised to `initial_accumulator_value`, and
     w = 0
   accumulators = new_accumulators
 
+A NaN or inf gradient makes `linears` NaN; the weight then becomes NaN too
+(not 0), as with the other rules, so that a non-finite check of the tables,
+the activations or the loss (the Trainer's guard) finds the damage instead of
+a zeroed row beside NaN slots. Configurations that divide by zero are refused
+before training: a learning rate of 0 with
+`multiply_linear_by_learning_rate=False` (here in `check_supported`; schedules
+that reach 0 in `optimizers.FTRL` and `EmbeddingSpec`) and a negative `beta`.
+
 `beta` is the paper's beta (Algorithm 1 of McMahan et al. 2013); other
 TensorFlow FTRL implementations get the same with `l2 + beta / (2 * lr)`.
 `allow_zero_accumulator` is accepted and changes nothing: the formulas above
@@ -199,7 +207,10 @@ def _ftrl_rule(optimizer, params, slots, grads, lr) -> RuleResult:
     quadratic = (new_power + optimizer.beta) / lr + 2.0 * l2
     threshold = tf.constant(l1, tf.float32)
   shrunk = (tf.sign(linears) * threshold - linears) / quadratic
-  params = tf.where(tf.abs(linears) > threshold, shrunk, tf.zeros_like(shrunk))
+  # Written so that a NaN (from a NaN or inf gradient) reaches the weight
+  # instead of turning into a silent 0 beside NaN slots.
+  params = tf.where(tf.abs(linears) <= threshold, tf.zeros_like(shrunk),
+                    shrunk)
   return params, {'accumulators': accumulators, 'linears': linears}
 
 
@@ -244,12 +255,30 @@ def check_supported(optimizer, table_name: str) -> None:
       FTRL.
   """
   _lookup_rule(optimizer)
+  if isinstance(optimizer, _embedding.FTRL):
+    _check_ftrl_divisions(optimizer, table_name)
   if (isinstance(optimizer, _embedding.FTRL) and
       optimizer.weight_decay_factor):
     raise NotImplementedError(
         f'Table {table_name!r}: weight_decay_factor is not supported with '
         'FTRL on the CPU (FTRL recomputes the weights from its slots and the '
         'TPU semantics of decaying them are not documented).')
+
+
+def _check_ftrl_divisions(optimizer, table_name: str) -> None:
+  """Raises for FTRL settings whose update divides by zero (NaN weights)."""
+  if optimizer.beta < 0:
+    raise ValueError(
+        f'Table {table_name!r}: FTRL beta must be >= 0, got {optimizer.beta}; '
+        'the update divides by accumulators^p + beta.')
+  rate = optimizer.learning_rate
+  if (not optimizer.multiply_linear_by_learning_rate and not callable(rate)
+      and rate <= 0):
+    raise ValueError(
+        f'Table {table_name!r}: FTRL with learning rate {rate} and '
+        'multiply_linear_by_learning_rate=False divides by the learning rate '
+        '(NaN weights). Use a learning rate > 0, or set '
+        'multiply_linear_by_learning_rate=True.')
 
 
 def evaluate_learning_rate(learning_rate: LearningRate) -> tf.Tensor:

@@ -17,14 +17,18 @@ def recommend_length(hist: accumulators.LengthHistogram,
   """The smallest covering length, rounded up to a multiple, then clipped.
 
   The covering length is the exact `policy.coverage` lower quantile: at least
-  that share of the rows are not truncated by it. The result lies in
-  `[policy.min_length, policy.max_length]`; an empty histogram gives
+  that share of the rows are not truncated by it. Rounding up to
+  `policy.multiple_of` never goes past the longest row seen (lists of at most
+  50 get 50, not 56: padding beyond the data only costs memory), nor below 1.
+  The result then lies in `[policy.min_length, policy.max_length]` (an
+  explicit `min_length` above the longest row wins); an empty histogram gives
   `policy.min_length`.
   """
   covering = hist.quantile(policy.coverage)
   if covering is None:
     return policy.min_length
-  length = _round_up(covering, policy.multiple_of)
+  longest = max(hist.max, 1)
+  length = min(_round_up(covering, policy.multiple_of), longest)
   return int(min(max(length, policy.min_length), policy.max_length))
 
 

@@ -102,7 +102,8 @@ def create_pipeline(
   if bool(preprocessing_fn) == bool(module_file):
     raise ValueError('Give exactly one of preprocessing_fn (a dotted path) '
                      'and module_file.')
-  spec = training.load_embedding_spec(embedding_spec)
+  spec = training.load_embedding_spec(
+      embedding_spec, training_config.allowed_spec_prefixes())
   examples_channel = _examples_channel(examples)
   train_splits = _splits(train_args, 'train')
   eval_splits = _splits(eval_args, 'eval')

@@ -131,7 +131,7 @@ def test_from_dict_and_whole_document_errors():
 
 
 def test_movies_spec_round_trips():
-  spec = movies_spec.create_embedding_spec()
+  spec = movies_spec.create_embedding_spec(800)
   text = spec.to_json()
   again = emb.EmbeddingSpec.from_json(text)
   assert again.to_json() == text

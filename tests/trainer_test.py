@@ -18,6 +18,7 @@ from components.trainer import executor as executor_lib
 from components.trainer import inputs
 from components.trainer import loop
 from components.trainer import tasks
+from components.trainer import training
 from pipelines.movies import embedding_spec
 from pipelines.movies import features
 
@@ -152,7 +153,7 @@ def test_serving_signature_on_raw_examples(exported):
   probabilities = _predict(serving, rows)
   assert probabilities.shape == (6,)
   assert np.all((probabilities > 0) & (probabilities < 1))
-  with open(os.path.join(model_run.uri, executor_lib.TRAINING_RESULT_FILE)) as f:
+  with open(os.path.join(model_run.uri, training.TRAINING_RESULT_FILE)) as f:
     result = json.load(f)
   assert result['steps'] == 40 and 0 <= result['eval_metrics']['auc'] <= 1
   assert result['task'] == 'binary'

@@ -14,6 +14,8 @@ from tfx.utils import json_utils
 from components.embedding_stats import artifact as stats_artifact
 from components.trainer import config as config_lib
 from components.trainer import executor
+from components.trainer import tasks
+from components.trainer import training
 
 
 class TpuEmbeddingTrainerSpec(types.ComponentSpec):
@@ -78,11 +80,15 @@ class TpuEmbeddingTrainer(base_component.BaseComponent):
                embedding_statistics: Optional[types.BaseChannel] = None,
                tpu_type: Optional[str] = None,
                custom_config: Optional[Union[str, Dict[str, Any]]] = None):
-    if not isinstance(embedding_spec, str):
-      embedding_spec = embedding_spec.to_json()
-    executor.load_embedding_spec(embedding_spec)  # Fail at definition time.
     if isinstance(training_config, dict):
       training_config = config_lib.TrainingConfig.from_dict(training_config)
+    if not isinstance(embedding_spec, str):
+      embedding_spec = embedding_spec.to_json()
+    # Fail at definition time, before any pipeline runs.
+    training.load_embedding_spec(embedding_spec,
+                                 training_config.allowed_spec_prefixes())
+    tasks.import_by_path(training_config.model_fn)
+    tasks.Task(training_config.task)
     spec = TpuEmbeddingTrainerSpec(
         examples=examples,
         transform_graph=transform_graph,

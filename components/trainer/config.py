@@ -7,7 +7,7 @@ dotted path.
 
 import dataclasses
 import json
-from typing import Any, Dict, Mapping, Optional, Union
+from typing import Any, Dict, List, Mapping, Optional, Union
 
 from components.trainer import tasks
 
@@ -42,6 +42,10 @@ class TrainingConfig:
       the embedding and TensorCore work of consecutive steps.
     export_projector: also write the tables and vocabularies for TensorBoard's
       embedding projector.
+    spec_module_prefixes: module prefixes whose functions the embedding
+      spec may name by dotted path (learning-rate functions, initializers);
+      the top-level package of ``model_fn`` is always allowed. Any other path
+      in the spec is refused before it is imported.
   """
 
   model_fn: str
@@ -60,6 +64,7 @@ class TrainingConfig:
   tpu: Optional[str] = None
   pipeline_execution_with_tensor_core: bool = False
   export_projector: bool = True
+  spec_module_prefixes: List[str] = dataclasses.field(default_factory=list)
 
   def __post_init__(self):
     if isinstance(self.task, dict):
@@ -90,6 +95,11 @@ class TrainingConfig:
         self, task=dataclasses.replace(self.task),
         train_steps=train_steps or self.train_steps,
         eval_steps=eval_steps or self.eval_steps)
+
+  def allowed_spec_prefixes(self) -> List[str]:
+    """``spec_module_prefixes`` plus the top-level package of ``model_fn``."""
+    return list(dict.fromkeys(
+        [self.model_fn.split('.')[0]] + list(self.spec_module_prefixes)))
 
   @property
   def on_tpu(self) -> bool:

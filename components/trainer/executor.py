@@ -35,10 +35,6 @@ TPU_TYPE_KEY = 'tpu_type'
 DEFAULT_TRAIN_SPLIT = 'train'
 DEFAULT_EVAL_SPLIT = 'eval'
 
-# Kept for callers of the earlier names.
-TRAINING_RESULT_FILE = training.TRAINING_RESULT_FILE
-load_embedding_spec = training.load_embedding_spec
-
 
 def read_args(exec_properties: Dict[str, Any]
              ) -> Tuple[trainer_pb2.TrainArgs, trainer_pb2.EvalArgs]:

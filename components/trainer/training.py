@@ -14,7 +14,7 @@ so is any other caller: a notebook, a test, a custom orchestrator. In order:
 import dataclasses
 import json
 import os
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import tensorflow as tf
 from absl import logging
@@ -75,13 +75,19 @@ class TrainingResult:
       return cls.from_json(f.read())
 
 
-def load_embedding_spec(value: Any) -> emb.EmbeddingSpec:
-  """A spec, from itself, its JSON, or the dotted path of a function."""
+def load_embedding_spec(value: Any,
+                        allowed_module_prefixes: Sequence[str] = ()
+                       ) -> emb.EmbeddingSpec:
+  """A spec, from itself, its JSON, or the dotted path of a function.
+
+  Dotted paths inside the JSON resolve only to registered functions or to
+  functions under ``allowed_module_prefixes``.
+  """
   if isinstance(value, emb.EmbeddingSpec):
     return value
   text = value.strip()
   if text.startswith('{'):
-    return emb.EmbeddingSpec.from_json(text)
+    return emb.EmbeddingSpec.from_json(text, allowed_module_prefixes)
   spec = tasks.import_by_path(text)()
   if not isinstance(spec, emb.EmbeddingSpec):
     raise ValueError(f'{text} returned {type(spec).__name__}, not an '
@@ -137,7 +143,8 @@ def run_training(config: config_lib.TrainingConfig,
     tpu_type: the TPU generation whose HBM bounds the memory plan.
   """
   task = tasks.Task(config.task)
-  resolved = load_embedding_spec(embedding_spec).resolve(
+  resolved = load_embedding_spec(
+      embedding_spec, config.allowed_spec_prefixes()).resolve(
       tf_transform_output=transform_output,
       max_sequence_lengths=dict(max_sequence_lengths or {}))
   plan = check_memory(resolved, tpu_type, config.on_tpu)

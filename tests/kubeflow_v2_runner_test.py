@@ -166,7 +166,7 @@ def test_trainer_runs_as_vertex_job_on_tpu_vm(compiled):
   assert pool['replica_count'] == 1
   assert json.loads(_parameter(spec, TRAINER, 'training_config'))[
       'tpu'] == 'local'
-  assert _parameter(spec, TRAINER, 'tpu_type') == 'v5e'
+  assert _parameter(spec, TRAINER, 'tpu_type') == 'v5e-4'
 
 
 def test_trainer_on_cloud_tpu_accelerator(compiled):
@@ -208,7 +208,7 @@ def test_vertex_executor_launches_the_project_executor(monkeypatch):
   assert enable_vertex is True and region == 'europe-west4'
   assert job_args['project'] == 'p'
   assert job_args['job_spec']['worker_pool_specs'][0]['machine_spec'] == {
-      'machine_type': 'ct5lp-hightpu-4t'}
+      'machine_type': 'ct6e-standard-4t'}
 
 
 def test_vertex_trainer_needs_the_local_tpu():
@@ -255,3 +255,33 @@ def test_cli_submit_without_credentials_fails_clearly(tmp_path):
   assert result.returncode != 0
   assert 'no Google Cloud credentials found' in result.stderr
   assert output.exists()
+
+
+def test_default_tpu_shards_embeddings():
+  """The runner's default machine is a v6e host, whose engine is SparseCore."""
+  from components.trainer import engines
+  from pipelines.movies import kubeflow_v2_runner
+  job = vertex.VertexTpuJob(
+      project='p', region='us-central1', image_uri=TRAINER_IMAGE,
+      machine_type=kubeflow_v2_runner.DEFAULT_TPU_MACHINE_TYPE)
+  assert job.tpu_type == 'v6e-4'
+  assert engines.engine_for_tpu_type(job.tpu_type) == engines.V2
+
+
+@pytest.mark.parametrize('machine_type, topology, tpu_type, replicas', [
+    ('ct6e-standard-4t', None, 'v6e-4', 1),
+    ('ct6e-standard-4t', '4x4', 'v6e-16', 4),
+    ('ct5p-hightpu-4t', '2x2x2', 'v5p-16', 2),
+    ('ct5lp-hightpu-4t', None, 'v5e-4', 1),
+])
+def test_multi_host_slice_has_one_replica_per_vm(machine_type, topology,
+                                                 tpu_type, replicas):
+  job = vertex.VertexTpuJob(project='p', region='us-central1',
+                            image_uri=TRAINER_IMAGE,
+                            machine_type=machine_type, tpu_topology=topology)
+  assert job.tpu_type == tpu_type
+  cloud = tfx.extensions.google_cloud_ai_platform
+  pool = job.custom_config()[cloud.TRAINING_ARGS_KEY]['job_spec'][
+      'worker_pool_specs'][0]
+  assert pool['replica_count'] == replicas
+  assert pool['machine_spec'].get('tpu_topology') == topology

@@ -45,6 +45,13 @@ from components.embedding.memory import MemoryBudgetExceededError
 from components.embedding.memory import MemoryPlan
 from components.embedding.memory import plan_memory
 from components.embedding.memory import TableMemory
+from components.embedding.memory import TPU_GENERATIONS
+from components.embedding.memory import TpuGeneration
+from components.embedding.memory import TpuSlice
+from components.embedding.memory import format_bytes
+from components.embedding.memory import parse_tpu_slice
+from components.embedding.memory import sparse_core_padded_shape
+from components.embedding.memory import tpu_generation
 from components.embedding.memory import TPU_HBM_BYTES_PER_CHIP
 from components.embedding.memory import tpu_hbm_bytes_per_device
 from components.embedding.optimizers import Adagrad

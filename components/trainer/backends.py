@@ -7,17 +7,19 @@ model and loss. They differ only in the device calls:
 * ``CpuBackend``: ``CpuEmbedding`` looks ids up with TensorFlow's CPU version
   of the TPU lookup inside the gradient tape, and applies the embedding
   optimizer with the TPU's sparse update rules.
-* ``TpuBackend``: ``TPUEmbedding`` under a ``TPUStrategy``: ``enqueue`` the ids
-  from the host, ``dequeue`` activations on the TensorCores, and
-  ``apply_gradients`` with the gradients of the activations.
+* ``TpuBackend``: under a ``TPUStrategy``, the engine the TPU's embedding
+  hardware supports (``engines``): ``TPUEmbedding`` (V1), ``TPUEmbeddingV2``
+  (SparseCore) or ``TPUEmbeddingV0`` (replicated tables).
 """
 
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import tensorflow as tf
 from absl import logging
 
 from components.embedding import cpu_embedding
+from components.embedding import tpu_update_rules
+from components.trainer import engines
 
 Batch = Tuple[Dict[str, Any], Dict[str, Any], Dict[str, tf.Tensor], tf.Tensor]
 _embedding = tf.tpu.experimental.embedding
@@ -41,6 +43,7 @@ class CpuBackend:
   """Trains on the CPU or a GPU with ``CpuEmbedding``."""
 
   name = 'cpu'
+  engine = 'cpu'
 
   def __init__(self, feature_config: Dict[str, Any], optimizer: Any):
     self.strategy = tf.distribute.get_strategy()
@@ -52,6 +55,12 @@ class CpuBackend:
 
   def distribute(self, dataset: tf.data.Dataset) -> tf.data.Dataset:
     return dataset
+
+  def distribute_from_function(
+      self, dataset_fn: Callable[[tf.distribute.InputContext],
+                                 tf.data.Dataset]) -> tf.data.Dataset:
+    """The whole input: one pipeline, one replica."""
+    return dataset_fn(tf.distribute.InputContext())
 
   def train_step(self, model: Any, dense_optimizer: Any, task: Any
                 ) -> Callable[[Any], tf.Tensor]:
@@ -89,97 +98,198 @@ class CpuBackend:
 
 
 class TpuBackend:
-  """Trains on a TPU with the mid-level ``TPUEmbedding`` API.
+  """Trains on a TPU with the engine its embedding hardware supports.
 
-  The ids stay on the host (``experimental_fetch_to_device=False``) and are
-  enqueued to the TPU's embedding engine; the dense model runs per replica on
-  a per-replica share of each global batch.
+  The engine (see ``engines``) follows the TPU's
+  ``tpu_hardware_feature.embedding_feature`` unless the config forces one:
+  ``TPUEmbedding`` (V1: enqueue on the host, dequeue per replica,
+  ``apply_gradients``), ``TPUEmbeddingV2`` (SparseCore: one lookup per
+  replica returning activations and the partitioned ids that
+  ``apply_gradients`` takes back) or ``TPUEmbeddingV0`` (no embedding
+  hardware: replicated tables looked up under the tape and updated with this
+  package's TPU update rules). The ids stay on the host
+  (``experimental_fetch_to_device=False``); each host reads its own share of
+  the input (``distribute_from_function``).
   """
 
   name = 'tpu'
 
   def __init__(self, tpu: str, feature_config: Dict[str, Any], optimizer: Any,
-               pipeline_execution_with_tensor_core: bool = False):
+               pipeline_execution_with_tensor_core: bool = False,
+               engine: str = engines.AUTO, batch_size: int = 0,
+               sparse_core_limits: Optional[engines.SparseCoreLimits] = None):
     resolver = tf.distribute.cluster_resolver.TPUClusterResolver(
         tpu='' if tpu in ('', 'local') else tpu)
     tf.config.experimental_connect_to_cluster(resolver)
     tf.tpu.experimental.initialize_tpu_system(resolver)
     self.strategy = tf.distribute.TPUStrategy(resolver)
     self.num_replicas = self.strategy.num_replicas_in_sync
-    self.device_description = f'TPU {tpu or "local"} ({self.num_replicas} cores)'
+    hardware = self.strategy.extended.tpu_hardware_feature
+    self.engine = engines.select_engine(hardware.embedding_feature, engine)
+    self.device_description = (
+        f'TPU {tpu or "local"} ({self.num_replicas} replicas, engine '
+        f'{engines.describe(self.engine)})')
+    self.feature_config = feature_config
+    engines.check_batch_size(batch_size or self.num_replicas,
+                             self.num_replicas)
+    sparse_core = (engines.sparse_core_config(sparse_core_limits)
+                   if self.engine == engines.V2 else None)
     with self.strategy.scope():
-      self.embedding = _embedding.TPUEmbedding(
-          feature_config, optimizer,
-          pipeline_execution_with_tensor_core=(
-              pipeline_execution_with_tensor_core))
+      self.embedding = engines.build_embedding(
+          self.engine, feature_config, optimizer,
+          (batch_size or self.num_replicas) // self.num_replicas,
+          pipeline_execution_with_tensor_core, sparse_core)
 
   def distribute(self, dataset: tf.data.Dataset) -> Any:
     return self.strategy.experimental_distribute_dataset(
-        dataset,
-        options=tf.distribute.InputOptions(experimental_fetch_to_device=False))
+        self._engine_layout(dataset), options=_HOST_IDS)
+
+  def distribute_from_function(
+      self, dataset_fn: Callable[[tf.distribute.InputContext],
+                                 tf.data.Dataset]) -> Any:
+    """Per-host input: ``dataset_fn(input_context)`` on every host."""
+    return self.strategy.distribute_datasets_from_function(
+        lambda context: self._engine_layout(dataset_fn(context)),
+        options=_HOST_IDS)
+
+  def _engine_layout(self, dataset: tf.data.Dataset) -> tf.data.Dataset:
+    if self.engine != engines.V2:
+      return dataset
+    return dataset.map(lambda ids, weights, dense, labels: (
+        engines.v2_inputs(ids, self.feature_config), weights, dense, labels))
+
+  def _lookup(self, ids: Any, weights: Any, training: bool) -> Any:
+    """Activations per replica (V0, V2); V2 also returns its partitions."""
+    return self.embedding(ids, full_weights(ids, weights))
 
   def train_step(self, model: Any, dense_optimizer: Any, task: Any
                 ) -> Callable[[Any], tf.Tensor]:
     """A tf.function taking a distributed iterator; returns the mean loss."""
     num_replicas = self.num_replicas
 
-    def replica_step(dense, labels):
-      activations = self.embedding.dequeue()
+    def dense_part(activations, dense, labels, tape_targets):
       with tf.GradientTape() as tape:
-        tape.watch(activations)
-        outputs = model(model_inputs(activations, dense), training=True)
+        tape.watch(tape_targets)
+        outputs = model(model_inputs(activations(), dense), training=True)
         loss = tf.reduce_mean(
             task.per_example_loss(labels, outputs)) / num_replicas
-      gradients = tape.gradient(loss, [activations, model.trainable_variables])
-      self.embedding.apply_gradients(gradients[0])
+      gradients = tape.gradient(loss,
+                                [tape_targets, model.trainable_variables])
       dense_optimizer.apply_gradients(
           zip(gradients[1], model.trainable_variables))
+      return loss, gradients[0]
+
+    def v1_replica_step(dense, labels):
+      activations = self.embedding.dequeue()
+      loss, gradients = dense_part(lambda: activations, dense, labels,
+                                   activations)
+      self.embedding.apply_gradients(gradients)
+      return loss
+
+    def v2_replica_step(ids, weights, dense, labels):
+      activations, preserved = self._lookup(ids, weights, True)
+      loss, gradients = dense_part(lambda: activations, dense, labels,
+                                   activations)
+      self.embedding.apply_gradients(gradients, preserved)
+      return loss
+
+    def v0_replica_step(ids, weights, dense, labels):
+      tables = self._v0_tables()
+      loss, gradients = dense_part(
+          lambda: self._lookup(ids, weights, True), dense, labels,
+          [variable for _, variable in tables])
+      self._v0_apply_gradients(tables, gradients)
       return loss
 
     @tf.function
     def step(iterator):
       ids, weights, dense, labels = next(iterator)
-      self.embedding.enqueue(ids, full_weights(ids, weights), training=True)
-      losses = self.strategy.run(replica_step, args=(dense, labels))
+      if self.engine == engines.V1:
+        self.embedding.enqueue(ids, full_weights(ids, weights), training=True)
+        losses = self.strategy.run(v1_replica_step, args=(dense, labels))
+      else:
+        replica_step = (v2_replica_step if self.engine == engines.V2 else
+                        v0_replica_step)
+        losses = self.strategy.run(replica_step,
+                                   args=(ids, weights, dense, labels))
       return self.strategy.reduce(tf.distribute.ReduceOp.SUM, losses, axis=None)
 
     return step
 
+  def _v0_tables(self) -> List[Tuple[Any, Any]]:
+    """(TableConfig, replicated table variable) pairs of TPUEmbeddingV0."""
+    return list(self.embedding.embedding_tables.items())
+
+  def _v0_apply_gradients(self, tables: List[Tuple[Any, Any]],
+                          gradients: List[Any]) -> None:
+    """Every replica applies the summed update of all replicas to its copy.
+
+    TPUEmbeddingV0 leaves the optimizer to the caller; the rows and slots
+    move with the TPU's rules (``tpu_update_rules``), as on the CPU path.
+    """
+    context = tf.distribute.get_replica_context()
+    for (table, variable), gradient in zip(tables, gradients):
+      if gradient is None:
+        continue
+      gradient = tf.IndexedSlices(
+          context.all_gather(gradient.values, axis=0),
+          context.all_gather(gradient.indices, axis=0), gradient.dense_shape)
+      slots = {name: slot for name, slot in
+               self.embedding._variables[table.name].items()  # pylint: disable=protected-access
+               if name != 'parameters'}
+      learning_rate = tpu_update_rules.evaluate_learning_rate(
+          table.optimizer.learning_rate)
+      apply = (tpu_update_rules.apply_dense
+               if tpu_update_rules.is_dense(table.optimizer) else
+               tpu_update_rules.apply_sparse)
+      apply(table.optimizer, variable, slots, gradient, learning_rate)
+
   def predict_step(self, model: Any) -> Callable[[Any], Tuple[tf.Tensor,
                                                               tf.Tensor]]:
 
-    def replica_step(dense, labels):
+    def v1_replica_step(dense, labels):
       activations = self.embedding.dequeue()
+      return labels, model(model_inputs(activations, dense), training=False)
+
+    def lookup_replica_step(ids, weights, dense, labels):
+      activations = self._lookup(ids, weights, False)
+      if self.engine == engines.V2:
+        activations = activations[0]
       return labels, model(model_inputs(activations, dense), training=False)
 
     @tf.function
     def step(batch):
       ids, weights, dense, labels = batch
-      self.embedding.enqueue(ids, full_weights(ids, weights), training=False)
-      labels, outputs = self.strategy.run(replica_step, args=(dense, labels))
+      if self.engine == engines.V1:
+        self.embedding.enqueue(ids, full_weights(ids, weights), training=False)
+        labels, outputs = self.strategy.run(v1_replica_step,
+                                            args=(dense, labels))
+      else:
+        labels, outputs = self.strategy.run(lookup_replica_step,
+                                            args=(ids, weights, dense, labels))
       return (tf.concat(self.strategy.experimental_local_results(labels), 0),
               tf.concat(self.strategy.experimental_local_results(outputs), 0))
 
     return step
 
 
+_HOST_IDS = tf.distribute.InputOptions(experimental_fetch_to_device=False)
+
+
 def make_backend(tpu: Optional[str], feature_config: Dict[str, Any],
                  optimizer: Any,
-                 pipeline_execution_with_tensor_core: bool = False):
+                 pipeline_execution_with_tensor_core: bool = False,
+                 engine: str = engines.AUTO, batch_size: int = 0,
+                 sparse_core_limits: Optional[engines.SparseCoreLimits] = None):
   """The TPU backend when ``tpu`` is set, else the CPU/GPU one (logged)."""
   if tpu is not None:
     backend = TpuBackend(tpu, feature_config, optimizer,
-                         pipeline_execution_with_tensor_core)
+                         pipeline_execution_with_tensor_core, engine,
+                         batch_size, sparse_core_limits)
   else:
     backend = CpuBackend(feature_config, optimizer)
   logging.info('Training the embedding on %s.', backend.device_description)
   return backend
 
 
-def check_batch_size(batch_size: int, num_replicas: int) -> None:
-  """TPUs split every global batch evenly over the replicas."""
-  if batch_size % num_replicas:
-    raise ValueError(
-        f'batch_size={batch_size} is not divisible by the {num_replicas} TPU '
-        f'replicas; use a multiple of {num_replicas}.')
-
+check_batch_size = engines.check_batch_size

@@ -46,6 +46,9 @@ class TrainingConfig:
       spec may name by dotted path (learning-rate functions, initializers);
       the top-level package of ``model_fn`` is always allowed. Any other path
       in the spec is refused before it is imported.
+    embedding_engine: on TPU, 'auto' (from the TPU's embedding hardware),
+      or force 'v0' (replicated tables), 'v1' (TPUEmbedding) or 'v2'
+      (SparseCore); see ``components.trainer.engines``.
   """
 
   model_fn: str
@@ -65,6 +68,7 @@ class TrainingConfig:
   pipeline_execution_with_tensor_core: bool = False
   export_projector: bool = True
   spec_module_prefixes: List[str] = dataclasses.field(default_factory=list)
+  embedding_engine: str = 'auto'
 
   def __post_init__(self):
     if isinstance(self.task, dict):
@@ -81,6 +85,9 @@ class TrainingConfig:
     if self.dense_learning_rate <= 0:
       raise ValueError('TrainingConfig.dense_learning_rate must be > 0, got '
                        f'{self.dense_learning_rate!r}.')
+    if self.embedding_engine not in ('auto', 'v0', 'v1', 'v2'):
+      raise ValueError("TrainingConfig.embedding_engine must be 'auto', 'v0', "
+                       f"'v1' or 'v2', got {self.embedding_engine!r}.")
     if '.' not in self.model_fn:
       raise ValueError(f'TrainingConfig.model_fn must be a dotted path such as '
                        f'"my_package.model.build", got {self.model_fn!r}.')

@@ -58,18 +58,24 @@ def make_dataset(files: List[str],
                  shuffle_buffer: int = 10_000,
                  seed: Optional[int] = None,
                  drop_remainder: bool = True,
-                 label_fn: Optional[Callable[[tf.Tensor], tf.Tensor]] = None
+                 label_fn: Optional[Callable[[tf.Tensor], tf.Tensor]] = None,
+                 input_context: Optional[tf.distribute.InputContext] = None
                 ) -> tf.data.Dataset:
   """Batches of ``(features, labels)``.
 
   Training data is shuffled (seeded) and repeated forever; evaluation data is
   read once, in order. ``label_fn`` shapes the parsed label for the loss (the
-  task's ``labels``); by default float32 ``[batch, 1]``.
+  task's ``labels``); by default float32 ``[batch, 1]``. With an
+  ``input_context`` (multi-host TPU input) this host reads only its share of
+  the records, and ``batch_size`` is the per-replica batch.
   """
   if label_key not in feature_spec:
     raise ValueError(f'The label {label_key!r} is not a transformed feature; '
                      f'they are {sorted(feature_spec)}.')
   dataset = tf.data.TFRecordDataset(files, compression_type='GZIP')
+  if input_context is not None and input_context.num_input_pipelines > 1:
+    dataset = dataset.shard(input_context.num_input_pipelines,
+                            input_context.input_pipeline_id)
   if training:
     dataset = dataset.shuffle(shuffle_buffer, seed=seed,
                               reshuffle_each_iteration=True).repeat()

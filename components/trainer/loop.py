@@ -23,6 +23,7 @@ from absl import logging
 from components.trainer import backends
 from components.trainer import config as config_lib
 from components.trainer import inputs
+from components.trainer import multihost
 from components.trainer import tasks
 
 CHECKPOINT_DIR = 'checkpoints'
@@ -136,7 +137,8 @@ def train(config: config_lib.TrainingConfig,
   backend = backends.make_backend(
       config.tpu, resolved_spec.compile(global_step),
       resolved_spec.compile_optimizer(global_step),
-      config.pipeline_execution_with_tensor_core)
+      config.pipeline_execution_with_tensor_core,
+      config.embedding_engine, config.batch_size)
   backends.check_batch_size(config.batch_size, backend.num_replicas)
   embedded_keys = list(resolved_spec.features)
   dense_keys = inputs.dense_feature_keys(feature_spec, config.label_key,
@@ -147,11 +149,15 @@ def train(config: config_lib.TrainingConfig,
     dense_optimizer = tf_keras.optimizers.Adam(config.dense_learning_rate)
   prepare = BatchPreparer(resolved_spec.id_mapper(), dense_keys)
 
-  train_data = inputs.make_dataset(
-      train_files, feature_spec, config.label_key, config.batch_size,
-      training=True, shuffle_buffer=config.shuffle_buffer,
-      seed=config.seed, label_fn=task.labels).map(prepare)
-  iterator = iter(backend.distribute(train_data))
+  def train_data(context: tf.distribute.InputContext) -> tf.data.Dataset:
+    return inputs.make_dataset(
+        train_files, feature_spec, config.label_key,
+        context.get_per_replica_batch_size(config.batch_size),
+        training=True, shuffle_buffer=config.shuffle_buffer,
+        seed=config.seed, label_fn=task.labels,
+        input_context=context).map(prepare)
+
+  iterator = iter(backend.distribute_from_function(train_data))
   state = dict(step=global_step, embedding=backend.embedding, model=model,
                dense_optimizer=dense_optimizer)
   if backend.name == 'cpu':
@@ -169,6 +175,8 @@ def train(config: config_lib.TrainingConfig,
   step_fn = backend.train_step(model, dense_optimizer, task)
   writer = tf.summary.create_file_writer(os.path.join(run_dir, LOG_DIR,
                                                       'train'))
+  with writer.as_default(step=resumed_from):
+    tf.summary.text('device', backend.device_description)
   progress = _Progress(writer, config.batch_size, resumed_from,
                        config.train_steps)
   loss = float('nan')
@@ -183,7 +191,7 @@ def train(config: config_lib.TrainingConfig,
               f'The loss became {loss} at step {step}; lower the learning '
               'rates. The last good checkpoint is kept.')
         progress.update(step, loss)
-      if step % config.checkpoint_every == 0:
+      if step % config.checkpoint_every == 0 and multihost.is_chief():
         manager.save(checkpoint_number=step)
       if on_step:
         on_step(step)

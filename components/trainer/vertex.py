@@ -10,6 +10,8 @@ compiled pipeline states them in full.
 """
 
 import dataclasses
+import math
+import re
 from typing import Any, Dict, Optional
 
 from tfx import v1 as tfx
@@ -17,12 +19,17 @@ from tfx.dsl.components.base import executor_spec
 from tfx.extensions.google_cloud_ai_platform.trainer import (
     executor as ai_platform_executor)
 
+from components.embedding import memory
 from components.trainer import component
 from components.trainer import config as config_lib
 from components.trainer import executor
 
-# TPU VM machine types (one host) by prefix, and the TPU generation each gives
-# the memory plan (``components.embedding.tpu_hbm_bytes_per_device``).
+# TPU VM machine types by prefix, and their TPU generation. The suffix counts
+# the chips of one VM: ct5lp-hightpu-4t (v5e), ct5p-hightpu-4t (v5p),
+# ct6e-standard-4t (v6e) are 4-chip hosts (cloud.google.com/tpu/docs/v6e,
+# /v5e; Vertex AI "Configure compute resources for training"). A multi-host
+# slice is ``tpu_topology`` (e.g. '4x4' = 16 v6e chips) over VMs of that
+# machine type: one worker-pool replica per VM.
 _MACHINE_TYPE_TPU = {'ct4p-': 'v4', 'ct5lp-': 'v5e', 'ct5p-': 'v5p',
                      'ct6e-': 'v6e'}
 # Vertex AI accelerator types of the ``cloud-tpu`` machine type.
@@ -49,7 +56,7 @@ class VertexTpuJob:
   project: str
   region: str
   image_uri: str
-  machine_type: str = 'ct5lp-hightpu-4t'
+  machine_type: str = 'ct6e-standard-4t'
   accelerator_type: Optional[str] = None
   accelerator_count: Optional[int] = None
   tpu_topology: Optional[str] = None
@@ -71,21 +78,52 @@ class VertexTpuJob:
       raise ValueError(
           f'accelerator_type and accelerator_count go with machine_type '
           f'cloud-tpu; {self.machine_type} has its TPU built in.')
-    elif self.tpu_type is None:
+    elif self.generation is None:
       raise ValueError(
           f'{self.machine_type!r} is not a TPU VM machine type (known '
           f'prefixes: {sorted(_MACHINE_TYPE_TPU)}) nor '
           f'{CLOUD_TPU_MACHINE_TYPE!r}.')
 
   @property
-  def tpu_type(self) -> Optional[str]:
-    """The TPU generation ('v5e', 'v3', ...), which bounds the memory plan."""
+  def generation(self) -> Optional[str]:
+    """The TPU generation ('v5e', 'v3', ...)."""
     if self.machine_type == CLOUD_TPU_MACHINE_TYPE:
       return ACCELERATOR_TPU.get(self.accelerator_type)
-    for prefix, tpu_type in _MACHINE_TYPE_TPU.items():
+    for prefix, generation in _MACHINE_TYPE_TPU.items():
       if self.machine_type.startswith(prefix):
-        return tpu_type
+        return generation
     return None
+
+  @property
+  def chips_per_vm(self) -> int:
+    """Chips of one VM: the machine type's '-<n>t' suffix."""
+    match = re.search(r'-(\d+)t$', self.machine_type)
+    return int(match.group(1)) if match else 1
+
+  @property
+  def num_chips(self) -> int:
+    """Chips of the slice: the topology's product, else one VM's chips."""
+    if self.machine_type == CLOUD_TPU_MACHINE_TYPE:
+      return self.accelerator_count // 2  # cloud-tpu counts TensorCores.
+    if self.tpu_topology:
+      return math.prod(int(d) for d in self.tpu_topology.split('x'))
+    return self.chips_per_vm
+
+  @property
+  def replica_count(self) -> int:
+    """VMs of the slice: one worker-pool replica per host."""
+    if self.machine_type == CLOUD_TPU_MACHINE_TYPE:
+      return 1
+    return max(self.num_chips // self.chips_per_vm, 1)
+
+  @property
+  def tpu_type(self) -> Optional[str]:
+    """The slice ('v6e-16', 'v5p-8', 'v3-8'), which bounds the memory plan."""
+    generation = self.generation
+    if generation is None:
+      return None
+    return memory.TpuSlice(memory.TPU_GENERATIONS[generation],
+                           self.num_chips).name
 
   def machine_spec(self) -> Dict[str, Any]:
     """The worker pool's ``machine_spec`` (Vertex AI ``MachineSpec``)."""
@@ -102,7 +140,7 @@ class VertexTpuJob:
     job_spec = {
         'worker_pool_specs': [{
             'machine_spec': self.machine_spec(),
-            'replica_count': 1,
+            'replica_count': self.replica_count,
             'container_spec': {'image_uri': self.image_uri},
         }],
     }

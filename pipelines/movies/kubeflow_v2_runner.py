@@ -2,7 +2,7 @@
 
     python -m pipelines.movies.kubeflow_v2_runner --project P --region R \\
         --image IMAGE --pipeline-root gs://BUCKET/root --output pipeline.json \\
-        [--tpu-machine-type ct5lp-hightpu-4t | --tpu-accelerator TPU_V3 \\
+        [--tpu-machine-type ct6e-standard-4t | --tpu-accelerator TPU_V3 \\
          --tpu-cores 8] [--database-uri gs://BUCKET/movies.db] [--submit]
 
 Every component runs in IMAGE (see the Dockerfile); the Beam components run
@@ -29,7 +29,10 @@ from components.trainer import vertex  # pylint: disable=g-import-not-at-top
 from pipelines import run_options
 from pipelines.movies import pipeline
 
-DEFAULT_TPU_MACHINE_TYPE = 'ct5lp-hightpu-4t'
+# A v6e host (4 chips, SparseCore): its engine shards the tables. A v5e
+# (ct5lp-hightpu-4t) has no embedding hardware: tables replicated (engine v0),
+# refused before training when they do not fit one chip.
+DEFAULT_TPU_MACHINE_TYPE = 'ct6e-standard-4t'
 CLOUD_SCOPE = 'https://www.googleapis.com/auth/cloud-platform'
 
 

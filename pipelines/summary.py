@@ -162,7 +162,8 @@ def _format_training(training: Dict[str, Any]) -> List[str]:
   examples = metrics.pop('examples', 0)
   shown = ', '.join(f'{name} {value:.4f}' for name, value in metrics.items())
   return [
-      f"Training ({training['task']}) on {training['device']}: "
+      f"Training ({training['task']}) on {training['device']}, engine "
+      f"{training['engine']}: "
       f"{training['steps']} steps, "
       f"{training['examples_per_second']:,.0f} examples/s",
       f'  eval {shown} on {examples:,.0f} examples',

@@ -176,7 +176,7 @@ def test_trainer_on_cloud_tpu_accelerator(compiled):
                                   'accelerator_type': 'TPU_V3',
                                   'accelerator_count': 8}
   assert pool['container_spec'] == {'image_uri': IMAGE}
-  assert _parameter(spec, TRAINER, 'tpu_type') == 'v3'
+  assert _parameter(spec, TRAINER, 'tpu_type') == 'v3-8'
   assert _parameter(spec, 'MoviesExampleGen', 'database_uri') == (
       'gs://my-bucket/data/movies.db')
 

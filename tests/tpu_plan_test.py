@@ -1,5 +1,7 @@
 """The TPU memory plan per TPU type and engine, against hand computation."""
 
+import types
+
 import pytest
 
 from components import embedding as emb
@@ -123,19 +125,33 @@ def test_plan_command(monkeypatch, capsys, tmp_path):
   assert 'Refused: batch_size=60' in capsys.readouterr().out
 
 
-def test_statistics_without_limits_give_tf_defaults():
+def test_limits_come_from_statistics_of_the_same_topology():
+  from components.embedding_stats import config as stats_config  # pylint: disable=g-import-not-at-top
 
-  class OldStatistics:
-    pass
+  class Statistics:
+    """The parts of EmbeddingStatistics the plan reads."""
 
-  class NewStatistics:
+    def __init__(self, chips, batch):
+      self.sparsecore = types.SimpleNamespace(
+          topology=stats_config.SparseCoreTopology(
+              chips=chips, sparsecores_per_chip=2, global_batch_size=batch),
+          tables={'a_embedding': types.SimpleNamespace(
+              ids_over_tf216_default_share=0.25)})
 
-    def recommended_sparse_core_limits(self, tpu_type, batch_size):
-      assert (tpu_type, batch_size) == ('v6e-8', 64)
-      return {'tables': {'a_embedding': {'max_ids_per_partition': 4,
-                                         'max_unique_ids_per_partition': 4}},
-              'max_ids_per_chip_per_sample': 8}
+    def recommended_sparsecore_limits(self):
+      return {'a_embedding': {'max_ids_per_partition': 4,
+                              'max_unique_ids_per_partition': 4}}
 
-  assert plan_lib.limits_from_statistics(OldStatistics(), 'v6e-8', 64) is None
-  limits = plan_lib.limits_from_statistics(NewStatistics(), 'v6e-8', 64)
+    def recommended_max_ids_per_chip_per_sample(self):
+      return 8
+
+  no_topology = types.SimpleNamespace(sparsecore=None)
+  assert plan_lib.limits_from_statistics(no_topology, 'v6e-8', 64) is None
+  # Measured for 4 chips, or another batch: not this slice's limits.
+  assert plan_lib.limits_from_statistics(Statistics(4, 64), 'v6e-8', 64) is None
+  assert plan_lib.limits_from_statistics(Statistics(8, 32), 'v6e-8', 64) is None
+  limits = plan_lib.limits_from_statistics(Statistics(8, 64), 'v6e-8', 64)
   assert limits.max_ids_per_chip_per_sample == 8
+  assert limits.tables['a_embedding'] == {
+      'max_ids_per_partition': 4, 'max_unique_ids_per_partition': 4,
+      'share_dropped_by_defaults': 0.25}

@@ -51,12 +51,11 @@ def read_args(exec_properties: Dict[str, Any]
   return train_args, eval_args
 
 
-def _recommended_lengths(statistics: List[types.Artifact]) -> Dict[str, int]:
-  if not statistics:
-    return {}
+def _load_statistics(artifacts: List[types.Artifact]) -> Any:
+  if not artifacts:
+    return None
   from components.embedding_stats import statistics as stats_lib  # pylint: disable=g-import-not-at-top
-  return stats_lib.load_embedding_statistics(
-      statistics[0].uri).recommended_max_sequence_lengths()
+  return stats_lib.load_embedding_statistics(artifacts[0].uri)
 
 
 class Executor(base_executor.BaseExecutor):
@@ -83,8 +82,7 @@ class Executor(base_executor.BaseExecutor):
         run_dir=artifact_utils.get_single_uri(output_dict[MODEL_RUN_KEY]),
         serving_dir=path_utils.serving_model_path(
             artifact_utils.get_single_uri(output_dict[MODEL_KEY])),
-        max_sequence_lengths=_recommended_lengths(
-            input_dict.get(STATISTICS_KEY, [])),
+        statistics=_load_statistics(input_dict.get(STATISTICS_KEY, [])),
         tpu_type=exec_properties.get(TPU_TYPE_KEY) or '')
     for artifact in output_dict[MODEL_RUN_KEY] + output_dict[MODEL_KEY]:
       for name, value in result.eval_metrics.items():

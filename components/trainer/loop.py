@@ -40,6 +40,7 @@ class TrainResult:
   eval_metrics: Dict[str, float]
   checkpoint: str
   device: str
+  engine: str
   dense_feature_keys: List[str]
 
 
@@ -118,7 +119,8 @@ def train(config: config_lib.TrainingConfig,
           train_files: List[str],
           eval_files: List[str],
           run_dir: str,
-          on_step: Optional[Callable[[int], None]] = None) -> TrainResult:
+          on_step: Optional[Callable[[int], None]] = None,
+          sparse_core_limits: Optional[Any] = None) -> TrainResult:
   """Trains (or resumes) to ``config.train_steps`` and evaluates.
 
   Args:
@@ -130,6 +132,7 @@ def train(config: config_lib.TrainingConfig,
     run_dir: checkpoints go to ``run_dir/checkpoints``, TensorBoard logs to
       ``run_dir/logs``.
     on_step: called after every step with the step number (tests use it).
+    sparse_core_limits: ``engines.SparseCoreLimits`` for a SparseCore TPU.
   """
   tf.keras.utils.set_random_seed(config.seed)
   global_step = tf.Variable(0, dtype=tf.int64, trainable=False,
@@ -138,7 +141,7 @@ def train(config: config_lib.TrainingConfig,
       config.tpu, resolved_spec.compile(global_step),
       resolved_spec.compile_optimizer(global_step),
       config.pipeline_execution_with_tensor_core,
-      config.embedding_engine, config.batch_size)
+      config.embedding_engine, config.batch_size, sparse_core_limits)
   backends.check_batch_size(config.batch_size, backend.num_replicas)
   embedded_keys = list(resolved_spec.features)
   dense_keys = inputs.dense_feature_keys(feature_spec, config.label_key,
@@ -219,4 +222,5 @@ def train(config: config_lib.TrainingConfig,
       eval_metrics=metrics,
       checkpoint=final_checkpoint,
       device=backend.device_description,
+      engine=backend.engine,
       dense_feature_keys=dense_keys)

@@ -15,6 +15,8 @@ import json
 import sys
 from typing import Any, List, Mapping, Optional, Sequence
 
+from absl import logging
+
 from components.embedding import memory
 from components.trainer import engines
 
@@ -151,17 +153,36 @@ def _statistics(uri: str) -> Any:
 def limits_from_statistics(statistics: Any, tpu_type: str,
                            batch_size: Optional[int]
                           ) -> Optional[engines.SparseCoreLimits]:
-  """The statistics' recommended SparseCore limits, when they hold them.
+  """The statistics' recommended SparseCore limits, when they fit the TPU.
 
-  Expects ``recommended_sparse_core_limits(tpu_type, batch_size)`` returning
-  ``{'tables': {...}, 'max_ids_per_chip_per_sample': n}``; statistics without
-  it give None (TF's defaults).
+  EmbeddingStatsGen measures ids per partition for the topology configured
+  on it (``sparsecore_topology``); its limits apply only to a slice with the
+  same chips, SparseCores per chip and global batch. Otherwise (or without
+  a topology) None: TF's defaults, with a warning.
   """
-  recommend = getattr(statistics, 'recommended_sparse_core_limits', None)
-  if recommend is None:
+  sparsecore = getattr(statistics, 'sparsecore', None)
+  if sparsecore is None:
     return None
-  values = recommend(tpu_type, batch_size)
-  return engines.SparseCoreLimits.from_dict(values) if values else None
+  topology = sparsecore.topology
+  tpu_slice = memory.parse_tpu_slice(tpu_type)
+  expected = (tpu_slice.num_chips,
+              tpu_slice.generation.sparse_cores_per_chip,
+              batch_size or topology.global_batch_size)
+  measured = (topology.chips, topology.sparsecores_per_chip,
+              topology.global_batch_size)
+  if measured != expected:
+    logging.warning(
+        'The statistics measured SparseCore ids for %s (chips, SparseCores '
+        'per chip, global batch); %s needs %s. Set EmbeddingStatsGen\'s '
+        'sparsecore_topology to match; using TF\'s default limits.',
+        measured, tpu_type, expected)
+    return None
+  tables = {
+      table: dict(limits, share_dropped_by_defaults=(
+          sparsecore.tables[table].ids_over_tf216_default_share))
+      for table, limits in statistics.recommended_sparsecore_limits().items()}
+  return engines.SparseCoreLimits(
+      tables, statistics.recommended_max_ids_per_chip_per_sample())
 
 
 def _parse_args(argv: Sequence[str]) -> argparse.Namespace:

@@ -14,7 +14,7 @@ so is any other caller: a notebook, a test, a custom orchestrator. In order:
 import dataclasses
 import json
 import os
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import tensorflow as tf
 from absl import logging
@@ -23,6 +23,7 @@ from components import embedding as emb
 from components.trainer import config as config_lib
 from components.trainer import export
 from components.trainer import loop
+from components.trainer import plan as plan_lib
 from components.trainer import tasks
 
 TRAINING_RESULT_FILE = 'training_result.json'
@@ -42,6 +43,7 @@ class TrainingResult:
     eval_metrics: the task's metrics on the evaluation splits, plus
       ``examples`` (the count evaluated).
     device: where the embedding trained (CPU, GPU, TPU ...).
+    engine: the embedding engine: 'cpu', or on TPU 'v0', 'v1' or 'v2'.
     serving_model: the SavedModel's directory.
     memory_plan: bytes of the tables and optimizer slots, as logged.
   """
@@ -53,6 +55,7 @@ class TrainingResult:
   task: str
   eval_metrics: Dict[str, float]
   device: str
+  engine: str
   serving_model: str
   memory_plan: str = ''
 
@@ -95,15 +98,34 @@ def load_embedding_spec(value: Any,
   return spec
 
 
-def check_memory(resolved: Any, tpu_type: str, on_tpu: bool) -> str:
-  """Logs the memory plan and refuses one over the device's budget."""
-  plan = resolved.memory_plan()
-  logging.info('Embedding memory plan:\n%s', plan)
-  if on_tpu and tpu_type:
-    plan.check(emb.tpu_hbm_bytes_per_device(tpu_type))
-  elif not on_tpu:
+def check_plan(resolved: Any, config: config_lib.TrainingConfig,
+               tpu_type: str, statistics: Optional[Any] = None
+              ) -> Tuple[str, Optional[Any]]:
+  """Logs the memory plan and refuses one that cannot train, before training.
+
+  On the CPU/GPU the tables and slots must fit the host's memory. On a TPU
+  whose type is known, ``plan.check_before_training`` checks the engine the
+  type implies (or ``config.embedding_engine``): bytes per chip, the
+  engine's rules, the batch split; SparseCore limits come from the
+  statistics when they were measured for this slice. Returns the plan's text
+  and the limits.
+  """
+  if not config.on_tpu:
+    plan = resolved.memory_plan()
+    logging.info('Embedding memory plan:\n%s', plan)
     plan.check(emb.host_memory_bytes())
-  return str(plan)
+    return str(plan), None
+  if not tpu_type:
+    logging.warning('No tpu_type given: the memory plan is checked once the '
+                    'TPU reports its hardware.')
+    return str(resolved.memory_plan()), None
+  limits = (plan_lib.limits_from_statistics(statistics, tpu_type,
+                                            config.batch_size)
+            if statistics is not None else None)
+  tpu_plan = plan_lib.check_before_training(
+      resolved, tpu_type, config.embedding_engine, config.batch_size, limits)
+  logging.info('Embedding memory plan:\n%s', tpu_plan)
+  return str(tpu_plan), limits
 
 
 def table_vocabularies(resolved: Any, transform_output: Any
@@ -126,7 +148,7 @@ def run_training(config: config_lib.TrainingConfig,
                  eval_files: List[str],
                  run_dir: str,
                  serving_dir: str,
-                 max_sequence_lengths: Optional[Mapping[str, int]] = None,
+                 statistics: Optional[Any] = None,
                  tpu_type: str = '') -> TrainingResult:
   """Resolves, checks, trains, evaluates and exports; see the module doc.
 
@@ -138,19 +160,21 @@ def run_training(config: config_lib.TrainingConfig,
     eval_files: transformed evaluation TFRecords (gzipped).
     run_dir: checkpoints, TensorBoard logs, projector files and the result.
     serving_dir: where the serving SavedModel is written.
-    max_sequence_lengths: lengths for ``'auto'`` sequence columns (the
-      embedding statistics' recommendations).
-    tpu_type: the TPU generation whose HBM bounds the memory plan.
+    statistics: the ``EmbeddingStatistics`` of the examples: lengths of
+      ``'auto'`` sequence columns and SparseCore limits.
+    tpu_type: the TPU slice (e.g. 'v6e-8') whose memory bounds the plan.
   """
   task = tasks.Task(config.task)
+  lengths = (statistics.recommended_max_sequence_lengths()
+             if statistics is not None else {})
   resolved = load_embedding_spec(
       embedding_spec, config.allowed_spec_prefixes()).resolve(
-      tf_transform_output=transform_output,
-      max_sequence_lengths=dict(max_sequence_lengths or {}))
-  plan = check_memory(resolved, tpu_type, config.on_tpu)
+      tf_transform_output=transform_output, max_sequence_lengths=lengths)
+  plan, limits = check_plan(resolved, config, tpu_type, statistics)
   result = loop.train(config, resolved,
                       transform_output.transformed_feature_spec(),
-                      train_files, eval_files, run_dir)
+                      train_files, eval_files, run_dir,
+                      sparse_core_limits=limits)
   _export(config, task, resolved, transform_output, result, run_dir,
           serving_dir)
   training_result = TrainingResult(
@@ -161,6 +185,7 @@ def run_training(config: config_lib.TrainingConfig,
       task=task.kind,
       eval_metrics=result.eval_metrics,
       device=result.device,
+      engine=result.engine,
       serving_model=serving_dir,
       memory_plan=plan)
   training_result.save(run_dir)

@@ -134,6 +134,7 @@ def create_pipeline(
       examples=transform.outputs['transformed_examples'],
       transform_graph=transform.outputs['transform_graph'],
       embedding_statistics=embedding_stats.outputs['statistics'],
+      raw_examples=examples_channel,
       embedding_spec=spec,
       training_config=training_config,
       train_args=train_args,

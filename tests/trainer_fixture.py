@@ -94,13 +94,27 @@ def build_transform_output(root: str, train_rows: int = 480,
                              tft.TFTransformOutput.RAW_METADATA_DIR))
   coder = tft.coders.ExampleProtoCoder(out_metadata.schema)
   for split, rows in (('train', train_out), ('eval', eval_out)):
-    split_dir = os.path.join(examples_dir, f'Split-{split}')
-    tf.io.gfile.makedirs(split_dir)
-    with tf.io.TFRecordWriter(os.path.join(split_dir, 'data.gz'),
-                              options='GZIP') as writer:
-      for row in rows:
-        writer.write(coder.encode(row))
+    write_split(examples_dir, split, [coder.encode(row) for row in rows])
+  for split, rows in (('train', train), ('eval', evaluation)):
+    write_split(raw_examples_dir(examples_dir), split,
+                [raw_example(row) for row in rows])
   return examples_dir, transform_dir
+
+
+def write_split(examples_dir: str, split: str, records) -> None:
+  """Writes serialized records as a TFX split folder of gzipped TFRecords."""
+  split_dir = os.path.join(examples_dir, f'Split-{split}')
+  tf.io.gfile.makedirs(split_dir)
+  with tf.io.TFRecordWriter(os.path.join(split_dir, 'data.gz'),
+                            options='GZIP') as writer:
+    for record in records:
+      writer.write(record)
+
+
+def raw_examples_dir(examples_dir: str) -> str:
+  """Where ``build_transform_output`` writes the raw examples' splits."""
+  return examples_dir.rstrip('/') + '_raw'
+
 
 
 def examples_artifact(examples_dir: str, splits=('train', 'eval')):

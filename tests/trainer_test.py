@@ -112,17 +112,20 @@ def _run_executor(transform_run, tmp_path, config):
   graph = standard_artifacts.TransformGraph()
   graph.uri = transform_dir
   model = standard_artifacts.Model()
-  model.uri = str(tmp_path / 'model')
+  model.uri = str(tmp_path / 'Trainer' / 'model' / '1')
   model_run = standard_artifacts.ModelRun()
-  model_run.uri = str(tmp_path / 'model_run')
+  model_run.uri = str(tmp_path / 'Trainer' / 'model_run' / '1')
   spec = embedding_spec.create_embedding_spec(config.train_steps)
   cast = features.transformed_name(features.CAST)
   spec_json = json.loads(spec.to_json())
   for column in spec_json['columns']:
     if column.get('categorical_column', {}).get('key') == cast:
       column['max_sequence_length'] = 8  # No statistics artifact here.
+  raw = trainer_fixture.examples_artifact(
+      trainer_fixture.raw_examples_dir(examples_dir))
   executor_lib.Executor().Do(
-      {'examples': [examples], 'transform_graph': [graph]},
+      {'examples': [examples], 'transform_graph': [graph],
+       'raw_examples': [raw]},
       {'model': [model], 'model_run': [model_run]},
       {'embedding_spec': json.dumps(spec_json),
        'training_config': config.to_json()})
@@ -156,7 +159,9 @@ def test_serving_signature_on_raw_examples(exported):
   with open(os.path.join(model_run.uri, training.TRAINING_RESULT_FILE)) as f:
     result = json.load(f)
   assert result['steps'] == 40 and 0 <= result['eval_metrics']['auc'] <= 1
-  assert result['task'] == 'binary'
+  assert result['task'] == 'binary' and result['serving_checked']
+  assert result['examples_per_split'] == {'train': 480, 'eval': 160}
+  assert result['eval_metrics']['examples'] == 160
   assert model_run.get_float_custom_property('eval_auc') == pytest.approx(
       result['eval_metrics']['auc'])
 

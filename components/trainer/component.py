@@ -42,6 +42,10 @@ class TpuEmbeddingTrainerSpec(types.ComponentSpec):
           type=standard_artifacts.TransformGraph),
       executor.STATISTICS_KEY: component_spec.ChannelParameter(
           type=stats_artifact.EmbeddingStatistics, optional=True),
+      # The raw examples Transform read: the exported serving model is
+      # checked on raw evaluation examples before the run succeeds.
+      executor.RAW_EXAMPLES_KEY: component_spec.ChannelParameter(
+          type=standard_artifacts.Examples, optional=True),
   }
   OUTPUTS = {
       executor.MODEL_KEY: component_spec.ChannelParameter(
@@ -78,6 +82,7 @@ class TpuEmbeddingTrainer(base_component.BaseComponent):
                train_args: Optional[trainer_pb2.TrainArgs] = None,
                eval_args: Optional[trainer_pb2.EvalArgs] = None,
                embedding_statistics: Optional[types.BaseChannel] = None,
+               raw_examples: Optional[types.BaseChannel] = None,
                tpu_type: Optional[str] = None,
                custom_config: Optional[Union[str, Dict[str, Any]]] = None):
     if isinstance(training_config, dict):
@@ -95,6 +100,7 @@ class TpuEmbeddingTrainer(base_component.BaseComponent):
         train_args=train_args or trainer_pb2.TrainArgs(),
         eval_args=eval_args or trainer_pb2.EvalArgs(),
         embedding_statistics=embedding_statistics,
+        raw_examples=raw_examples,
         embedding_spec=embedding_spec,
         training_config=training_config.to_json(),
         tpu_type=tpu_type,

@@ -7,9 +7,16 @@ dotted path.
 
 import dataclasses
 import json
+import math
 from typing import Any, Dict, List, Mapping, Optional, Union
 
 from components.trainer import tasks
+
+
+def _is_int(value: Any, minimum: int) -> bool:
+  """An int (not a bool) >= ``minimum``."""
+  return (isinstance(value, int) and not isinstance(value, bool) and
+          value >= minimum)
 
 
 @dataclasses.dataclass
@@ -72,19 +79,29 @@ class TrainingConfig:
 
   def __post_init__(self):
     if isinstance(self.task, dict):
+      known = {f.name for f in dataclasses.fields(tasks.TaskConfig)}
+      unknown = sorted(set(self.task) - known)
+      if unknown:
+        raise ValueError(f'Unknown TrainingConfig.task fields {unknown}; '
+                         f'known: {sorted(known)}.')
       self.task = tasks.TaskConfig(**self.task)
     for name in ('train_steps', 'batch_size', 'checkpoint_every', 'log_every',
                  'shuffle_buffer'):
-      value = getattr(self, name)
-      if not isinstance(value, int) or value <= 0:
+      if not _is_int(getattr(self, name), minimum=1):
         raise ValueError(f'TrainingConfig.{name} must be an int > 0, got '
-                         f'{value!r}.')
-    if not isinstance(self.eval_steps, int) or self.eval_steps < 0:
+                         f'{getattr(self, name)!r}.')
+    if not _is_int(self.eval_steps, minimum=0):
       raise ValueError(f'TrainingConfig.eval_steps must be an int >= 0, got '
                        f'{self.eval_steps!r}.')
-    if self.dense_learning_rate <= 0:
-      raise ValueError('TrainingConfig.dense_learning_rate must be > 0, got '
-                       f'{self.dense_learning_rate!r}.')
+    rate = self.dense_learning_rate
+    if (isinstance(rate, bool) or not isinstance(rate, (int, float)) or
+        not math.isfinite(rate) or rate <= 0):
+      raise ValueError('TrainingConfig.dense_learning_rate must be a finite '
+                       f'number > 0, got {rate!r}.')
+    for name in ('pipeline_execution_with_tensor_core', 'export_projector'):
+      if not isinstance(getattr(self, name), bool):
+        raise ValueError(f'TrainingConfig.{name} must be true or false, got '
+                         f'{getattr(self, name)!r}.')
     if self.embedding_engine not in ('auto', 'v0', 'v1', 'v2'):
       raise ValueError("TrainingConfig.embedding_engine must be 'auto', 'v0', "
                        f"'v1' or 'v2', got {self.embedding_engine!r}.")

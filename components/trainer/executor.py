@@ -1,10 +1,12 @@
 """Executor of TpuEmbeddingTrainer: TFX artifacts in, ``run_training``, properties out.
 
 Reads the splits named by ``train_args`` / ``eval_args`` (TFX's defaults:
-'train' and 'eval'), the Transform output and the statistics' recommended
-sequence lengths, then calls ``training.run_training``. The ModelRun artifact
-keeps the checkpoints, logs and ``training_result.json``; both output
-artifacts carry the task's evaluation metrics as ``eval_<name>`` properties.
+'train' and 'eval'), the Transform output and the embedding statistics, then
+calls ``training.run_training`` in a working folder named by the inputs and
+properties (``resume``), so that a rerun after a crash resumes. On success the
+folder moves into the ModelRun artifact (checkpoints, logs,
+``training_result.json``); both output artifacts carry the task's evaluation
+metrics as ``eval_<name>`` properties. A failure raises: the execution fails.
 """
 
 from typing import Any, Dict, List, Tuple
@@ -20,11 +22,14 @@ from tfx.utils import proto_utils
 
 from components.trainer import config as config_lib
 from components.trainer import inputs
+from components.trainer import resume
 from components.trainer import training
+from components.trainer import verify
 
 EXAMPLES_KEY = 'examples'
 TRANSFORM_GRAPH_KEY = 'transform_graph'
 STATISTICS_KEY = 'embedding_statistics'
+RAW_EXAMPLES_KEY = 'raw_examples'
 MODEL_KEY = 'model'
 MODEL_RUN_KEY = 'model_run'
 EMBEDDING_SPEC_KEY = 'embedding_spec'
@@ -34,6 +39,8 @@ EVAL_ARGS_KEY = 'eval_args'
 TPU_TYPE_KEY = 'tpu_type'
 DEFAULT_TRAIN_SPLIT = 'train'
 DEFAULT_EVAL_SPLIT = 'eval'
+# Raw evaluation examples the reloaded serving model is checked on.
+SERVING_CHECK_EXAMPLES = 64
 
 
 def read_args(exec_properties: Dict[str, Any]
@@ -58,6 +65,20 @@ def _load_statistics(artifacts: List[types.Artifact]) -> Any:
   return stats_lib.load_embedding_statistics(artifacts[0].uri)
 
 
+def _files_by_split(examples: List[types.Artifact],
+                    splits: List[str]) -> Dict[str, List[str]]:
+  return {split: inputs.split_files(examples, [split]) for split in splits}
+
+
+def _raw_eval_examples(raw_examples: List[types.Artifact],
+                       splits: List[str]) -> List[bytes]:
+  """The first raw examples of the evaluation splits (none without input)."""
+  if not raw_examples:
+    return []
+  return verify.read_records(inputs.split_files(raw_examples, list(splits)),
+                             SERVING_CHECK_EXAMPLES)
+
+
 class Executor(base_executor.BaseExecutor):
   """Trains with TPU embedding columns on a TPU or, identically, the CPU/GPU."""
 
@@ -72,18 +93,26 @@ class Executor(base_executor.BaseExecutor):
     examples = input_dict[EXAMPLES_KEY]
     logging.info('Training on splits %s, evaluating on %s.',
                  list(train_args.splits), list(eval_args.splits))
+    model_run_uri = artifact_utils.get_single_uri(output_dict[MODEL_RUN_KEY])
+    work_dir = resume.working_dir(model_run_uri, resume.fingerprint(
+        resume.input_uris(input_dict), exec_properties))
+    logging.info('Training state in %s (a rerun with the same inputs and '
+                 'config resumes from it).', work_dir)
     result = training.run_training(
         config,
         exec_properties[EMBEDDING_SPEC_KEY],
         tft.TFTransformOutput(
             artifact_utils.get_single_uri(input_dict[TRANSFORM_GRAPH_KEY])),
-        train_files=inputs.split_files(examples, list(train_args.splits)),
-        eval_files=inputs.split_files(examples, list(eval_args.splits)),
-        run_dir=artifact_utils.get_single_uri(output_dict[MODEL_RUN_KEY]),
+        train_files=_files_by_split(examples, train_args.splits),
+        eval_files=_files_by_split(examples, eval_args.splits),
+        run_dir=work_dir,
         serving_dir=path_utils.serving_model_path(
             artifact_utils.get_single_uri(output_dict[MODEL_KEY])),
         statistics=_load_statistics(input_dict.get(STATISTICS_KEY, [])),
-        tpu_type=exec_properties.get(TPU_TYPE_KEY) or '')
+        tpu_type=exec_properties.get(TPU_TYPE_KEY) or '',
+        raw_eval_examples=_raw_eval_examples(
+            input_dict.get(RAW_EXAMPLES_KEY, []), eval_args.splits))
+    resume.finish(work_dir, model_run_uri)
     for artifact in output_dict[MODEL_RUN_KEY] + output_dict[MODEL_KEY]:
       for name, value in result.eval_metrics.items():
         artifact.set_float_custom_property(f'eval_{name}', value)

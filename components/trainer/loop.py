@@ -113,6 +113,68 @@ def evaluate(backend: Any, model: Any, task: tasks.Task, dataset: Any,
   return metrics.result()
 
 
+class NonFiniteError(FloatingPointError):
+  """Training produced NaN or inf; the last good checkpoint is kept."""
+
+
+def named_state_variables(embedding: Any, model: Any, dense_optimizer: Any
+                         ) -> Dict[str, tf.Variable]:
+  """Tables (with slots) and dense variables, by a name a person can read."""
+  variables = {}
+  for table, variable in getattr(embedding, 'embedding_tables', {}).items():
+    variables[f'table {table.name}'] = variable
+    if hasattr(embedding, 'slot_variables'):  # The CPU path holds the slots.
+      for slot, slot_variable in embedding.slot_variables(table).items():
+        variables[f'table {table.name} slot {slot}'] = slot_variable
+  for variable in model.variables:
+    variables[f'layer variable {variable.name}'] = variable
+  optimizer_variables = dense_optimizer.variables
+  if callable(optimizer_variables):
+    optimizer_variables = optimizer_variables()
+  for variable in optimizer_variables:
+    variables[f'dense optimizer variable {variable.name}'] = variable
+  return variables
+
+
+def check_finite(step: int, loss: float,
+                 variables: Mapping[str, tf.Variable]) -> None:
+  """Raises ``NonFiniteError`` naming the step and the variables affected."""
+  bad = [name for name, variable in variables.items()
+         if variable.dtype.is_floating and
+         not bool(tf.reduce_all(tf.math.is_finite(variable)))]
+  if np.isfinite(loss) and not bad:
+    return
+  raise NonFiniteError(
+      f'Training stopped at step {step}: the loss is {loss}'
+      + (f' and these hold NaN or inf: {", ".join(bad)}' if bad else '')
+      + '. Check the data for NaN/inf features or labels and lower the '
+      'learning rates; the last good checkpoint is kept and the run fails.')
+
+
+def restore_newest_readable(checkpoint: tf.train.Checkpoint,
+                            manager: tf.train.CheckpointManager
+                           ) -> Optional[str]:
+  """Restores the newest checkpoint that reads whole; returns its path.
+
+  A checkpoint cut short (a crash while writing, a truncated copy) is
+  skipped with a warning and the previous one is tried.
+  """
+  for path in reversed(manager.checkpoints):
+    try:
+      reader = tf.train.load_checkpoint(path)
+      for name in reader.get_variable_to_shape_map():
+        reader.get_tensor(name)
+      checkpoint.restore(path)
+      return path
+    except (tf.errors.OpError, ValueError) as error:
+      logging.warning('Checkpoint %s cannot be read (%s); trying the one '
+                      'before it.', path, str(error).splitlines()[0])
+  if manager.checkpoints:
+    logging.warning('No checkpoint in %s can be read; training starts over.',
+                    manager.directory)
+  return None
+
+
 def train(config: config_lib.TrainingConfig,
           resolved_spec: Any,
           feature_spec: Mapping[str, Any],
@@ -169,11 +231,10 @@ def train(config: config_lib.TrainingConfig,
   manager = tf.train.CheckpointManager(
       checkpoint, os.path.join(run_dir, CHECKPOINT_DIR), max_to_keep=3)
   resumed_from = 0
-  if manager.latest_checkpoint:
-    checkpoint.restore(manager.latest_checkpoint)
+  restored = restore_newest_readable(checkpoint, manager)
+  if restored:
     resumed_from = int(global_step.numpy())
-    logging.info('Resuming from %s at step %d.', manager.latest_checkpoint,
-                 resumed_from)
+    logging.info('Resuming from %s at step %d.', restored, resumed_from)
 
   step_fn = backend.train_step(model, dense_optimizer, task)
   writer = tf.summary.create_file_writer(os.path.join(run_dir, LOG_DIR,
@@ -183,18 +244,21 @@ def train(config: config_lib.TrainingConfig,
   progress = _Progress(writer, config.batch_size, resumed_from,
                        config.train_steps)
   loss = float('nan')
+  guarded = None  # Tables and slots exist once the first step has run.
   with backend.strategy.scope():
     while int(global_step.numpy()) < config.train_steps:
       loss_tensor = step_fn(iterator)
       step = int(global_step.assign_add(1).numpy())
-      if step % config.log_every == 0 or step == config.train_steps:
-        loss = float(loss_tensor)
-        if not np.isfinite(loss):
-          raise FloatingPointError(
-              f'The loss became {loss} at step {step}; lower the learning '
-              'rates. The last good checkpoint is kept.')
+      guarded = guarded or named_state_variables(backend.embedding, model,
+                                                 dense_optimizer)
+      loss = float(loss_tensor)
+      logged = step % config.log_every == 0 or step == config.train_steps
+      saved = step % config.checkpoint_every == 0
+      if not np.isfinite(loss) or logged or saved:
+        check_finite(step, loss, guarded)
+      if logged:
         progress.update(step, loss)
-      if step % config.checkpoint_every == 0 and multihost.is_chief():
+      if saved and multihost.is_chief():
         manager.save(checkpoint_number=step)
       if on_step:
         on_step(step)

@@ -5,16 +5,20 @@ so is any other caller: a notebook, a test, a custom orchestrator. In order:
 
 1. resolve the embedding spec against the Transform output (table sizes, OOV
    buckets) and the statistics' recommended sequence lengths;
-2. check the memory plan and the config, before any device time;
-3. train (resuming from ``run_dir``'s checkpoints after a crash) and evaluate;
-4. export the serving model and the projector files;
+2. check the memory plan, the config and every split's labels, before any
+   device time;
+3. train (resuming from ``run_dir``'s newest readable checkpoint after a
+   crash; NaN or inf stops it) and evaluate, checking that every evaluation
+   example was scored;
+4. export the serving model and the projector files, and check that the
+   reloaded serving model scores raw examples as the training path does;
 5. write ``training_result.json`` (a ``TrainingResult``).
 """
 
 import dataclasses
 import json
 import os
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import tensorflow as tf
 from absl import logging
@@ -22,9 +26,11 @@ from absl import logging
 from components import embedding as emb
 from components.trainer import config as config_lib
 from components.trainer import export
+from components.trainer import labels
 from components.trainer import loop
 from components.trainer import plan as plan_lib
 from components.trainer import tasks
+from components.trainer import verify
 
 TRAINING_RESULT_FILE = 'training_result.json'
 
@@ -42,6 +48,9 @@ class TrainingResult:
     task: the task kind ('binary', 'multiclass', ...).
     eval_metrics: the task's metrics on the evaluation splits, plus
       ``examples`` (the count evaluated).
+    examples_per_split: examples in each training and evaluation split.
+    serving_checked: the serving model was reloaded and its outputs equal
+      the training path's on raw evaluation examples.
     device: where the embedding trained (CPU, GPU, TPU ...).
     engine: the embedding engine: 'cpu', or on TPU 'v0', 'v1' or 'v2'.
     serving_model: the SavedModel's directory.
@@ -54,6 +63,8 @@ class TrainingResult:
   examples_per_second: float
   task: str
   eval_metrics: Dict[str, float]
+  examples_per_split: Dict[str, int]
+  serving_checked: bool
   device: str
   engine: str
   serving_model: str
@@ -141,42 +152,83 @@ def table_vocabularies(resolved: Any, transform_output: Any
   return result
 
 
+SplitFiles = Union[List[str], Mapping[str, List[str]]]
+
+
+def _by_split(files: SplitFiles, default_split: str) -> Dict[str, List[str]]:
+  if isinstance(files, Mapping):
+    return {split: list(paths) for split, paths in files.items()}
+  return {default_split: list(files)}
+
+
+def expected_eval_examples(config: config_lib.TrainingConfig,
+                           eval_examples: int, drop_remainder: bool) -> int:
+  """How many examples evaluation must score: every one, unless
+  ``eval_steps`` limits it or a TPU drops the last partial batch."""
+  scored = eval_examples
+  if drop_remainder:
+    scored -= scored % config.batch_size
+  if config.eval_steps:
+    scored = min(scored, config.eval_steps * config.batch_size)
+  return scored
+
+
 def run_training(config: config_lib.TrainingConfig,
                  embedding_spec: Any,
                  transform_output: Any,
-                 train_files: List[str],
-                 eval_files: List[str],
+                 train_files: SplitFiles,
+                 eval_files: SplitFiles,
                  run_dir: str,
                  serving_dir: str,
                  statistics: Optional[Any] = None,
-                 tpu_type: str = '') -> TrainingResult:
+                 tpu_type: str = '',
+                 raw_eval_examples: Optional[List[bytes]] = None
+                ) -> TrainingResult:
   """Resolves, checks, trains, evaluates and exports; see the module doc.
 
   Args:
     config: the training settings.
     embedding_spec: an ``EmbeddingSpec``, its JSON or a dotted path.
     transform_output: the ``tft.TFTransformOutput`` of the examples.
-    train_files: transformed training TFRecords (gzipped).
-    eval_files: transformed evaluation TFRecords (gzipped).
+    train_files: transformed training TFRecords (gzipped), by split name or
+      as one list (the 'train' split).
+    eval_files: transformed evaluation TFRecords, likewise ('eval').
     run_dir: checkpoints, TensorBoard logs, projector files and the result.
     serving_dir: where the serving SavedModel is written.
     statistics: the ``EmbeddingStatistics`` of the examples: lengths of
       ``'auto'`` sequence columns and SparseCore limits.
     tpu_type: the TPU slice (e.g. 'v6e-8') whose memory bounds the plan.
+    raw_eval_examples: serialized raw evaluation tf.Examples; the reloaded
+      serving model must score them as the training path does. None skips
+      that check (logged).
   """
   task = tasks.Task(config.task)
+  train_splits = _by_split(train_files, 'train')
+  eval_splits = _by_split(eval_files, 'eval')
   lengths = (statistics.recommended_max_sequence_lengths()
              if statistics is not None else {})
   resolved = load_embedding_spec(
       embedding_spec, config.allowed_spec_prefixes()).resolve(
       tf_transform_output=transform_output, max_sequence_lengths=lengths)
   plan, limits = check_plan(resolved, config, tpu_type, statistics)
-  result = loop.train(config, resolved,
-                      transform_output.transformed_feature_spec(),
-                      train_files, eval_files, run_dir,
-                      sparse_core_limits=limits)
-  _export(config, task, resolved, transform_output, result, run_dir,
-          serving_dir)
+  feature_spec = transform_output.transformed_feature_spec()
+  label_summaries = labels.check_labels(
+      {**train_splits, **eval_splits}, list(train_splits), config.label_key,
+      feature_spec, config.task)
+  result = loop.train(config, resolved, feature_spec,
+                      [f for files in train_splits.values() for f in files],
+                      [f for files in eval_splits.values() for f in files],
+                      run_dir, sparse_core_limits=limits)
+  expected = expected_eval_examples(
+      config, sum(label_summaries[s].examples for s in eval_splits),
+      drop_remainder=config.on_tpu)
+  if int(result.eval_metrics['examples']) != expected:
+    raise RuntimeError(
+        f'Evaluation scored {result.eval_metrics["examples"]:.0f} examples; '
+        f'the evaluation splits {sorted(eval_splits)} hold {expected} to '
+        'score. The metrics do not describe the evaluation data.')
+  serving_checked = _export(config, task, resolved, transform_output, result,
+                            run_dir, serving_dir, raw_eval_examples)
   training_result = TrainingResult(
       steps=result.steps,
       resumed_from_step=result.resumed_from_step,
@@ -184,6 +236,9 @@ def run_training(config: config_lib.TrainingConfig,
       examples_per_second=result.examples_per_second,
       task=task.kind,
       eval_metrics=result.eval_metrics,
+      examples_per_split={split: summary.examples
+                          for split, summary in label_summaries.items()},
+      serving_checked=serving_checked,
       device=result.device,
       engine=result.engine,
       serving_model=serving_dir,
@@ -194,18 +249,31 @@ def run_training(config: config_lib.TrainingConfig,
 
 def _export(config: config_lib.TrainingConfig, task: tasks.Task,
             resolved: Any, transform_output: Any, result: loop.TrainResult,
-            run_dir: str, serving_dir: str) -> None:
-  """The serving model from the final checkpoint, and the projector files."""
+            run_dir: str, serving_dir: str,
+            raw_eval_examples: Optional[List[bytes]]) -> bool:
+  """Exports the serving model and projector files; True when checked."""
   feature_config = resolved.compile(tf.Variable(0, dtype=tf.int64))
   model = tasks.import_by_path(config.model_fn)(resolved,
                                                 result.dense_feature_keys)
   tf.train.Checkpoint(model=model).restore(result.checkpoint).expect_partial()
   tables = export.restore_tables(feature_config, result.checkpoint)
+  raw_label_keys = [config.raw_label_key] if config.raw_label_key else []
   export.export_serving_model(
       serving_dir, tables, model, resolved.id_mapper(), transform_output,
-      [config.raw_label_key] if config.raw_label_key else [],
-      result.dense_feature_keys, task)
+      raw_label_keys, result.dense_feature_keys, task)
   if config.export_projector:
     export.export_projector(
         os.path.join(run_dir, loop.LOG_DIR), tables, resolved,
         table_vocabularies(resolved, transform_output))
+  if not raw_eval_examples:
+    logging.warning('No raw evaluation examples: the serving model was not '
+                    'checked against the training path.')
+    return False
+  outputs = verify.training_path_outputs(
+      raw_eval_examples, resolved, model, result.checkpoint,
+      transform_output, raw_label_keys, result.dense_feature_keys)
+  expected = {key: value.numpy() for key, value in
+              task.serving_outputs(tf.constant(outputs)).items()}
+  verify.check_serving(
+      verify.serving_outputs(serving_dir, raw_eval_examples), expected)
+  return True

@@ -28,9 +28,8 @@ _LENGTHS = {features.transformed_name(features.CAST): 8}
 
 
 @pytest.fixture(scope='module')
-def transform_run(tmp_path_factory):
-  return trainer_fixture.build_transform_output(
-      str(tmp_path_factory.mktemp('transform')))
+def transform_run(movies_transform):
+  return movies_transform
 
 
 def _config(**overrides):

@@ -162,11 +162,12 @@ def restore_newest_readable(checkpoint: tf.train.Checkpoint,
   for path in reversed(manager.checkpoints):
     try:
       reader = tf.train.load_checkpoint(path)
-      for name in reader.get_variable_to_shape_map():
-        reader.get_tensor(name)
+      for name, dtype in reader.get_variable_to_dtype_map().items():
+        if dtype != tf.variant:  # The input iterator's state reads lazily.
+          reader.get_tensor(name)
       checkpoint.restore(path)
       return path
-    except (tf.errors.OpError, ValueError) as error:
+    except (tf.errors.OpError, ValueError, IndexError) as error:
       logging.warning('Checkpoint %s cannot be read (%s); trying the one '
                       'before it.', path, str(error).splitlines()[0])
   if manager.checkpoints:

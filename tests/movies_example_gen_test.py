@@ -1,18 +1,12 @@
 """Tests of MoviesExampleGen: row rules, database validation, the Beam executor."""
 
-import os
 import sqlite3
 
 import pytest
-import tensorflow as tf
-from tfx.components.example_gen import utils as example_gen_utils
-from tfx.dsl.components.base import base_beam_executor
 from tfx.proto import example_gen_pb2
-from tfx.types import standard_artifacts
 from tfx.utils import proto_utils
 
 from pipelines.movies.example_gen import MoviesExampleGen
-from pipelines.movies.example_gen import component
 from pipelines.movies.example_gen import executor
 from pipelines.movies.example_gen import movie_examples
 from pipelines.movies.example_gen import movies_db
@@ -26,11 +20,7 @@ def db_path(tmp_path):
   return movies_fixture.build_movies_db(str(tmp_path / 'movies.db'))
 
 
-def _values(example, name):
-  feature = example.features.feature[name]
-  kind = feature.WhichOneof('kind')
-  values = list(getattr(feature, kind).value) if kind else []
-  return [v.decode('utf-8') if isinstance(v, bytes) else v for v in values]
+_values = movies_fixture.feature_values
 
 
 class TestSplitList:
@@ -174,31 +164,8 @@ class TestDatabaseValidation:
     assert [r[features.FILM_ID] for r in rows] == [1, 2]
 
 
-def _run_executor(db_path, output_uri, output_config=None):
-  examples = standard_artifacts.Examples()
-  examples.uri = output_uri
-  exec_properties = {
-      'input_config': proto_utils.proto_to_json(
-          example_gen_utils.make_default_input_config(
-              movies_db.DEFAULT_QUERY)),
-      'output_config': proto_utils.proto_to_json(
-          output_config or component.default_output_config()),
-      'output_data_format': example_gen_pb2.FORMAT_TF_EXAMPLE,
-      'output_file_format': example_gen_pb2.FORMAT_TFRECORDS_GZIP,
-      executor.DATABASE_URI_KEY: db_path,
-  }
-  context = base_beam_executor.BaseBeamExecutor.Context(
-      beam_pipeline_args=['--runner=DirectRunner'])
-  executor.Executor(context).Do({}, {'examples': [examples]}, exec_properties)
-  return examples
-
-
-def _read_split(uri, split):
-  files = tf.io.gfile.glob(os.path.join(uri, f'Split-{split}', '*'))
-  return [
-      tf.train.Example.FromString(r.numpy())
-      for r in tf.data.TFRecordDataset(files, compression_type='GZIP')
-  ]
+_run_executor = movies_fixture.run_example_gen
+_read_split = movies_fixture.read_split
 
 
 class TestExecutor:

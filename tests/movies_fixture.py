@@ -4,7 +4,20 @@ Each row exercises one rule: empty lists, "Jr." names, NULLs, a missing
 Meter, Unicode names, the label threshold.
 """
 
+import os
 import sqlite3
+from typing import Any, Optional
+
+import tensorflow as tf
+from tfx.components.example_gen import utils as example_gen_utils
+from tfx.dsl.components.base import base_beam_executor
+from tfx.proto import example_gen_pb2
+from tfx.types import standard_artifacts
+from tfx.utils import proto_utils
+
+from pipelines.movies.example_gen import component
+from pipelines.movies.example_gen import executor
+from pipelines.movies.example_gen import movies_db
 
 OMDB_COLUMNS = ('ID', 'Title', 'Year', 'Rating', 'Runtime', 'Genre', 'Director',
                 'Writer', '"Cast"', 'Language', 'Country')
@@ -60,3 +73,50 @@ def build_movies_db(path: str, films=FILMS, with_tomatoes: bool = True) -> str:
   finally:
     connection.close()
   return path
+
+
+def with_omdb_value(film_id: int, column: str, value: Any, films=FILMS):
+  """``films`` with one omdb ``column`` (e.g. 'Year') of ``film_id`` replaced."""
+  index = OMDB_COLUMNS.index(column)
+  return [((omdb[:index] + (value,) + omdb[index + 1:]), tomatoes)
+          if omdb[0] == film_id else (omdb, tomatoes)
+          for omdb, tomatoes in films]
+
+
+def run_example_gen(db_path: str, output_uri: str, output_config=None,
+                    on_bad_value: Optional[str] = None):
+  """Runs the MoviesExampleGen executor on ``db_path``; returns the Examples."""
+  examples = standard_artifacts.Examples()
+  examples.uri = output_uri
+  exec_properties = {
+      'input_config': proto_utils.proto_to_json(
+          example_gen_utils.make_default_input_config(
+              movies_db.DEFAULT_QUERY)),
+      'output_config': proto_utils.proto_to_json(
+          output_config or component.default_output_config()),
+      'output_data_format': example_gen_pb2.FORMAT_TF_EXAMPLE,
+      'output_file_format': example_gen_pb2.FORMAT_TFRECORDS_GZIP,
+      executor.DATABASE_URI_KEY: db_path,
+      executor.ON_BAD_VALUE_KEY: on_bad_value,
+  }
+  context = base_beam_executor.BaseBeamExecutor.Context(
+      beam_pipeline_args=['--runner=DirectRunner'])
+  executor.Executor(context).Do({}, {'examples': [examples]}, exec_properties)
+  return examples
+
+
+def read_split(uri: str, split: str):
+  """The tf.Examples of one split written by ``run_example_gen``."""
+  files = tf.io.gfile.glob(os.path.join(uri, f'Split-{split}', '*'))
+  return [
+      tf.train.Example.FromString(r.numpy())
+      for r in tf.data.TFRecordDataset(files, compression_type='GZIP')
+  ]
+
+
+def feature_values(example, name):
+  """A feature's values as a list (strings decoded)."""
+  feature = example.features.feature[name]
+  kind = feature.WhichOneof('kind')
+  values = list(getattr(feature, kind).value) if kind else []
+  return [v.decode('utf-8') if isinstance(v, bytes) else v for v in values]

@@ -15,6 +15,10 @@ import tensorflow_transform.beam as tft_beam
 from tensorflow_transform.tf_metadata import metadata_io
 from tfx.types import standard_artifacts
 
+from components.trainer import config as config_lib
+from components.trainer import inputs
+from components.trainer import training
+from pipelines.movies import embedding_spec
 from pipelines.movies import features
 from pipelines.movies import preprocessing
 
@@ -123,3 +127,29 @@ def examples_artifact(examples_dir: str, splits=('train', 'eval')):
   examples.uri = examples_dir
   examples.split_names = json.dumps(list(splits))
   return examples
+
+
+def train_serving_model(examples_dir: str, transform_dir: str, root: str,
+                        train_steps: int = 8, cast_length: int = 8) -> str:
+  """Trains the movies model briefly on the CPU; returns the serving model dir.
+
+  The cast's sequence length is fixed (no statistics artifact here).
+  """
+  spec = json.loads(embedding_spec.create_embedding_spec(train_steps).to_json())
+  cast = features.transformed_name(features.CAST)
+  for column in spec['columns']:
+    if column.get('categorical_column', {}).get('key') == cast:
+      column['max_sequence_length'] = cast_length
+  config = config_lib.TrainingConfig(
+      model_fn='pipelines.movies.model.build_model',
+      label_key=features.TRANSFORMED_LABEL, raw_label_key=features.LABEL,
+      train_steps=train_steps, batch_size=16, checkpoint_every=train_steps,
+      log_every=train_steps, shuffle_buffer=64, seed=7, export_projector=False)
+  examples = examples_artifact(examples_dir)
+  serving_dir = os.path.join(root, 'serving')
+  training.run_training(
+      config, json.dumps(spec), tft.TFTransformOutput(transform_dir),
+      inputs.split_files([examples], ['train']),
+      inputs.split_files([examples], ['eval']), os.path.join(root, 'run'),
+      serving_dir)
+  return serving_dir

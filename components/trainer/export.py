@@ -5,7 +5,9 @@ Transform graph, maps ids, looks them up in the learned tables with the CPU
 lookup and returns the task's outputs (``tasks.Task.serving_outputs``:
 ``probabilities`` for a binary task), so it runs wherever TF Serving or
 ``saved_model_cli`` does. Unseen tokens fall in the OOV buckets, missing
-features and empty lists become empty rows (zero embeddings).
+features and empty lists become empty rows (zero embeddings); inputs that are
+not serialized tf.Examples are refused with one ``InvalidArgumentError``
+(``serving_input``).
 
 The tables are restored from the training checkpoint, which both the CPU and
 the TPU path write with the same layout; the optimizer slots are left out.
@@ -20,6 +22,7 @@ from tensorboard.plugins import projector
 
 from components.embedding import cpu_embedding
 from components.trainer import backends
+from components.trainer import serving_input
 
 SERVING_SIGNATURE = 'serving_default'
 PROJECTOR_DIR = 'projector'
@@ -63,7 +66,9 @@ class ServingModule(tf.Module):
   @tf.function(input_signature=[
       tf.TensorSpec(shape=[None], dtype=tf.string, name='examples')])
   def serve(self, examples: tf.Tensor) -> Dict[str, tf.Tensor]:
-    raw = tf.io.parse_example(examples, self._raw_feature_spec)
+    # Bytes that are no tf.Example fail here with one clear error.
+    raw = tf.io.parse_example(serving_input.checked_examples(examples),
+                              self._raw_feature_spec)
     transformed = self.tft_layer(raw)
     ids, weights = self.id_mapper(transformed)
     weights = {k: v for k, v in weights.items() if v is not None}

@@ -2,8 +2,9 @@
 
 Every categorical and list feature gets a named vocabulary (directors and
 writers share one, so they can share an embedding table) and becomes int64 ids,
-ragged for lists; numeric features are z-scored with a missing-value indicator;
-the label passes through. Names come from the feature table (``features``).
+ragged for lists; numeric features are z-scored with a missing-value indicator
+(NaN and infinities count as missing, in training as in serving); the label
+passes through. Names come from the feature table (``features``).
 """
 
 from typing import Any, Dict, Mapping, Optional
@@ -21,11 +22,22 @@ DEFAULT_FREQUENCY_THRESHOLD = 2
 DEFAULT_NUM_OOV_BUCKETS = 1
 
 
+def finite_values(values: tf.RaggedTensor) -> tf.RaggedTensor:
+  """``values`` without NaN and infinities: those are missing values.
+
+  The z-score analyzers must not see them (one NaN makes the mean NaN and
+  every scaled value with it), and a serving request holding one must get
+  the missing indicator, not a NaN input.
+  """
+  return tf.ragged.boolean_mask(values, tf.math.is_finite(values))
+
+
 def _numeric(inputs: Mapping[str, Any]) -> Dict[str, tf.Tensor]:
   """Z-scored numeric features (0 when missing) and their missing indicators."""
   outputs = {}
   for name in features.NUMERIC_FEATURES:
-    values = tf.cast(transform_ids.as_ragged(inputs[name]), tf.float32)
+    values = finite_values(
+        tf.cast(transform_ids.as_ragged(inputs[name]), tf.float32))
     present = tf.cast(values.row_lengths() > 0, tf.float32)
     scaled = tft.scale_to_z_score(values.to_sparse())
     # Missing values sit at the mean: 0 after z-scoring.

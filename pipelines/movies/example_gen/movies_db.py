@@ -197,6 +197,16 @@ def resolve_database(database_uri: Optional[str]) -> str:
   return path
 
 
+def numbers_query(query: str = DEFAULT_QUERY) -> str:
+  """``query`` reduced to the film id, the score and the numeric columns.
+
+  What ``movie_examples.check_numbers`` reads to find bad numbers before any
+  row is converted.
+  """
+  columns = [features.FILM_ID, METER_COLUMN] + features.NUMERIC_FEATURES
+  return f'SELECT {", ".join(columns)} FROM ({query})'
+
+
 def sample_query(limit: int, query: str = DEFAULT_QUERY) -> str:
   """``query`` restricted to its first ``limit`` rows (in film ID order)."""
   if limit <= 0:

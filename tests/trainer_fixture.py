@@ -74,10 +74,13 @@ def raw_example(row) -> bytes:
 
 
 def build_transform_output(root: str, train_rows: int = 480,
-                           eval_rows: int = 160):
-  """Writes examples and transform graph under ``root``; returns their dirs."""
+                           eval_rows: int = 160, seed: int = 1):
+  """Writes examples and transform graph under ``root``; returns their dirs.
+
+  ``seed`` draws the training rows (other seeds, other vocabularies).
+  """
   metadata = tft.DatasetMetadata.from_feature_spec(raw_feature_spec())
-  train = synthetic_rows(train_rows, seed=1)
+  train = synthetic_rows(train_rows, seed=seed)
   evaluation = synthetic_rows(eval_rows, seed=2)
   examples_dir = os.path.join(root, 'examples')
   transform_dir = os.path.join(root, 'transform_graph')

@@ -5,8 +5,11 @@ Reads the splits named by ``train_args`` / ``eval_args`` (TFX's defaults:
 sequence lengths, then calls ``training.run_training``. The ModelRun artifact
 keeps the checkpoints, logs and ``training_result.json``; both output
 artifacts carry the task's evaluation metrics as ``eval_<name>`` properties.
+With a ``base_model`` (TFX's key, fed by a Resolver) a fresh run warm-starts
+from it; the Model artifact keeps ``warm_start/`` for the next run.
 """
 
+import os
 from typing import Any, Dict, List, Tuple
 
 import tensorflow_transform as tft
@@ -15,16 +18,19 @@ from tfx import types
 from tfx.dsl.components.base import base_executor
 from tfx.proto import trainer_pb2
 from tfx.types import artifact_utils
+from tfx.types import standard_component_specs
 from tfx.utils import path_utils
 from tfx.utils import proto_utils
 
 from components.trainer import config as config_lib
 from components.trainer import inputs
 from components.trainer import training
+from components.trainer import warm_start_state
 
 EXAMPLES_KEY = 'examples'
 TRANSFORM_GRAPH_KEY = 'transform_graph'
 STATISTICS_KEY = 'embedding_statistics'
+BASE_MODEL_KEY = standard_component_specs.BASE_MODEL_KEY
 MODEL_KEY = 'model'
 MODEL_RUN_KEY = 'model_run'
 EMBEDDING_SPEC_KEY = 'embedding_spec'
@@ -70,6 +76,10 @@ class Executor(base_executor.BaseExecutor):
         exec_properties[TRAINING_CONFIG_KEY]).with_steps(
             train_args.num_steps, eval_args.num_steps)
     examples = input_dict[EXAMPLES_KEY]
+    base_models = input_dict.get(BASE_MODEL_KEY) or []
+    model_uri = artifact_utils.get_single_uri(output_dict[MODEL_KEY])
+    if base_models:
+      logging.info('Warm start from base model %s.', base_models[0].uri)
     logging.info('Training on splits %s, evaluating on %s.',
                  list(train_args.splits), list(eval_args.splits))
     result = training.run_training(
@@ -80,11 +90,15 @@ class Executor(base_executor.BaseExecutor):
         train_files=inputs.split_files(examples, list(train_args.splits)),
         eval_files=inputs.split_files(examples, list(eval_args.splits)),
         run_dir=artifact_utils.get_single_uri(output_dict[MODEL_RUN_KEY]),
-        serving_dir=path_utils.serving_model_path(
-            artifact_utils.get_single_uri(output_dict[MODEL_KEY])),
+        serving_dir=path_utils.serving_model_path(model_uri),
         statistics=_load_statistics(input_dict.get(STATISTICS_KEY, [])),
-        tpu_type=exec_properties.get(TPU_TYPE_KEY) or '')
+        tpu_type=exec_properties.get(TPU_TYPE_KEY) or '',
+        base_model=base_models[0].uri if base_models else None,
+        warm_start_dir=os.path.join(model_uri, warm_start_state.STATE_DIR))
     for artifact in output_dict[MODEL_RUN_KEY] + output_dict[MODEL_KEY]:
       for name, value in result.eval_metrics.items():
         artifact.set_float_custom_property(f'eval_{name}', value)
       artifact.set_string_custom_property('task', result.task)
+      if result.warm_start:
+        artifact.set_string_custom_property('warm_started_from',
+                                            result.warm_start['base_model'])

@@ -9,6 +9,10 @@ so is any other caller: a notebook, a test, a custom orchestrator. In order:
 3. train (resuming from ``run_dir``'s checkpoints after a crash) and evaluate;
 4. export the serving model and the projector files;
 5. write ``training_result.json`` (a ``TrainingResult``).
+
+With a ``base_model``, a fresh run starts from its tables remapped by token
+(``warm_start``); every run leaves the state the next one needs
+(``warm_start_state``) next to the serving model.
 """
 
 import dataclasses
@@ -25,6 +29,8 @@ from components.trainer import export
 from components.trainer import loop
 from components.trainer import plan as plan_lib
 from components.trainer import tasks
+from components.trainer import warm_start
+from components.trainer import warm_start_state
 
 TRAINING_RESULT_FILE = 'training_result.json'
 
@@ -46,6 +52,9 @@ class TrainingResult:
     engine: the embedding engine: 'cpu', or on TPU 'v0', 'v1' or 'v2'.
     serving_model: the SavedModel's directory.
     memory_plan: bytes of the tables and optimizer slots, as logged.
+    warm_start: per table rows kept / new / dropped and the share of
+      training ids on warm rows, when the run started from a base model
+      (see ``warm_start.report``); empty otherwise.
   """
 
   steps: int
@@ -58,6 +67,7 @@ class TrainingResult:
   engine: str
   serving_model: str
   memory_plan: str = ''
+  warm_start: Dict[str, Any] = dataclasses.field(default_factory=dict)
 
   def to_json(self) -> str:
     return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
@@ -149,7 +159,9 @@ def run_training(config: config_lib.TrainingConfig,
                  run_dir: str,
                  serving_dir: str,
                  statistics: Optional[Any] = None,
-                 tpu_type: str = '') -> TrainingResult:
+                 tpu_type: str = '',
+                 base_model: Optional[str] = None,
+                 warm_start_dir: Optional[str] = None) -> TrainingResult:
   """Resolves, checks, trains, evaluates and exports; see the module doc.
 
   Args:
@@ -163,6 +175,10 @@ def run_training(config: config_lib.TrainingConfig,
     statistics: the ``EmbeddingStatistics`` of the examples: lengths of
       ``'auto'`` sequence columns and SparseCore limits.
     tpu_type: the TPU slice (e.g. 'v6e-8') whose memory bounds the plan.
+    base_model: URI of a Model this trainer wrote: a fresh run starts from
+      its tables (remapped by token) and dense model.
+    warm_start_dir: where this run's warm-start state goes (default:
+      ``warm_start`` next to ``serving_dir``).
   """
   task = tasks.Task(config.task)
   lengths = (statistics.recommended_max_sequence_lengths()
@@ -171,12 +187,18 @@ def run_training(config: config_lib.TrainingConfig,
       embedding_spec, config.allowed_spec_prefixes()).resolve(
       tf_transform_output=transform_output, max_sequence_lengths=lengths)
   plan, limits = check_plan(resolved, config, tpu_type, statistics)
+  source = (warm_start.Source(base_model, warm_start_state.table_rows(
+      resolved, transform_output)) if base_model else None)
   result = loop.train(config, resolved,
                       transform_output.transformed_feature_spec(),
                       train_files, eval_files, run_dir,
-                      sparse_core_limits=limits)
+                      sparse_core_limits=limits, warm_start_from=source)
   _export(config, task, resolved, transform_output, result, run_dir,
           serving_dir)
+  warm_start_state.save_state(
+      warm_start_dir or os.path.join(os.path.dirname(serving_dir),
+                                     warm_start_state.STATE_DIR),
+      resolved, transform_output, result.checkpoint)
   training_result = TrainingResult(
       steps=result.steps,
       resumed_from_step=result.resumed_from_step,
@@ -187,7 +209,9 @@ def run_training(config: config_lib.TrainingConfig,
       device=result.device,
       engine=result.engine,
       serving_model=serving_dir,
-      memory_plan=plan)
+      memory_plan=plan,
+      warm_start=result.warm_start or (
+          warm_start.load_report(run_dir) if base_model else {}))
   training_result.save(run_dir)
   return training_result
 

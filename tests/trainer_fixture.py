@@ -112,3 +112,44 @@ def examples_artifact(examples_dir: str, splits=('train', 'eval')):
   examples.uri = examples_dir
   examples.split_names = json.dumps(list(splits))
   return examples
+
+
+def training_config(**overrides):
+  """A quick TrainingConfig of the movies model for these examples."""
+  from components.trainer import config as config_lib  # pylint: disable=g-import-not-at-top
+  values = dict(model_fn='pipelines.movies.model.build_model',
+                label_key=features.TRANSFORMED_LABEL,
+                raw_label_key=features.LABEL, train_steps=8, batch_size=16,
+                checkpoint_every=8, log_every=4, shuffle_buffer=64, seed=7,
+                export_projector=False)
+  values.update(overrides)
+  return config_lib.TrainingConfig(**values)
+
+
+class FixedLengths:
+  """Stands in for the embedding statistics: the cast's sequence length."""
+
+  def recommended_max_sequence_lengths(self):
+    return {features.transformed_name(features.CAST): 8}
+
+
+def run_training(transform_run, root: str, base_model=None, **overrides):
+  """``training.run_training`` of the movies spec on a fixture output.
+
+  Writes ``root/run`` (the ModelRun) and ``root/model`` (the Model, with its
+  warm-start state); ``base_model`` warm-starts from such a Model.
+  """
+  from components.trainer import inputs  # pylint: disable=g-import-not-at-top
+  from components.trainer import training  # pylint: disable=g-import-not-at-top
+  from pipelines.movies import embedding_spec  # pylint: disable=g-import-not-at-top
+  examples_dir, transform_dir = transform_run
+  examples = examples_artifact(examples_dir)
+  config = training_config(**overrides)
+  return training.run_training(
+      config, embedding_spec.create_embedding_spec(config.train_steps),
+      tft.TFTransformOutput(transform_dir),
+      inputs.split_files([examples], ['train']),
+      inputs.split_files([examples], ['eval']),
+      run_dir=os.path.join(root, 'run'),
+      serving_dir=os.path.join(root, 'model', 'Format-Serving'),
+      statistics=FixedLengths(), base_model=base_model)

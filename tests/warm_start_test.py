@@ -201,26 +201,8 @@ def test_config_refuses_unknown_mismatch_policy():
 _LENGTHS = {features.transformed_name(features.CAST): 8}
 
 
-def _config(**overrides):
-  values = dict(model_fn='pipelines.movies.model.build_model',
-                label_key=features.TRANSFORMED_LABEL,
-                raw_label_key=features.LABEL, train_steps=8, batch_size=16,
-                checkpoint_every=8, log_every=4, shuffle_buffer=64, seed=7,
-                export_projector=False)
-  values.update(overrides)
-  return config_lib.TrainingConfig(**values)
-
-
 def _run(transform_run, root, **kwargs):
-  examples_dir, transform_dir = transform_run
-  examples = trainer_fixture.examples_artifact(examples_dir)
-  output = tft.TFTransformOutput(transform_dir)
-  return training.run_training(
-      _config(), embedding_spec.create_embedding_spec(8), output,
-      inputs.split_files([examples], ['train']),
-      inputs.split_files([examples], ['eval']),
-      run_dir=os.path.join(root, 'run'),
-      serving_dir=os.path.join(root, 'model', 'Format-Serving'), **kwargs)
+  return trainer_fixture.run_training(transform_run, root, **kwargs)
 
 
 @pytest.fixture(scope='module')
@@ -337,3 +319,19 @@ def test_changed_dense_model_is_refused(two_vocabularies, first_run, tmp_path,
     json.dump(manifest, f)
   with pytest.raises(ValueError, match='extra.*is gone.*warm_start_dense'):
     _run(two_vocabularies[1], str(tmp_path / 'run'), base_model=str(changed))
+
+
+def test_pipeline_feeds_the_latest_model_as_base_model(tmp_path):
+  from pipelines import builder  # pylint: disable=g-import-not-at-top
+  from pipelines.movies import pipeline  # pylint: disable=g-import-not-at-top
+  cold = pipeline.create_pipeline('movies', str(tmp_path))
+  warm = pipeline.create_pipeline('movies', str(tmp_path), warm_start=True,
+                                  until_year=2005)
+  assert builder.BASE_MODEL_RESOLVER not in {c.id for c in cold.components}
+  nodes = {c.id: c for c in warm.components}
+  trainer = nodes[builder.TRAINER]
+  resolver = nodes[builder.BASE_MODEL_RESOLVER]
+  assert trainer.inputs['base_model'].type_name == 'Model'
+  assert resolver in trainer.upstream_nodes
+  assert 'WHERE year <= 2005' in str(
+      nodes['MoviesExampleGen'].exec_properties['input_config'])

@@ -197,6 +197,11 @@ def resolve_database(database_uri: Optional[str]) -> str:
   return path
 
 
+def until_year_query(year: int, query: str = DEFAULT_QUERY) -> str:
+  """``query`` restricted to films released up to ``year`` (inclusive)."""
+  return f'SELECT * FROM ({query}) WHERE {features.YEAR} <= {int(year)}'
+
+
 def sample_query(limit: int, query: str = DEFAULT_QUERY) -> str:
   """``query`` restricted to its first ``limit`` rows (in film ID order)."""
   if limit <= 0:

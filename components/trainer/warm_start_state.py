@@ -143,11 +143,15 @@ def _copy_checkpoint(checkpoint_path: str, prefix: str) -> None:
     tf.io.gfile.copy(path, prefix + suffix, overwrite=True)
 
 
-def _write_vocabulary(path: str, table: str, tokens: np.ndarray) -> None:
-  for token in tokens:
+def _line_break_token(tokens: np.ndarray) -> Optional[bytes]:
+  """A token that a one-token-per-line file cannot hold, if any."""
+  for token in tokens.tolist():
     if b'\n' in token or b'\r' in token:
-      raise ValueError(f'Table {table!r}: token {token!r} holds a line break; '
-                       'vocabulary files keep one token per line.')
+      return token
+  return None
+
+
+def _write_vocabulary(path: str, tokens: np.ndarray) -> None:
   with tf.io.gfile.GFile(path, 'wb') as f:
     f.write(b''.join(t + b'\n' for t in tokens.tolist()))
 
@@ -158,7 +162,8 @@ def save_state(state_dir: str, resolved: Any, transform_output: Any,
 
   Returns the manifest's path, or None (logged) when the checkpoint lacks a
   table in the shared layout (an engine whose layout differs, such as v2's
-  stacked tables): that model cannot be a base model.
+  stacked tables) or a token holds a line break: that model cannot be a
+  base model (``BaseModel.load`` says so).
   """
   available = {name for name, _ in tf.train.list_variables(checkpoint_path)}
   rows = table_rows(resolved, transform_output)
@@ -180,6 +185,12 @@ def save_state(state_dir: str, resolved: Any, transform_output: Any,
                  optimizer=type(resolved.optimizer).__name__,
                  slots=slots, checkpoint_keys=keys)
     if rows[name].kind == KIND_VOCABULARY:
+      token = _line_break_token(rows[name].tokens)
+      if token is not None:
+        logging.warning('No warm-start state written: table %r has the token '
+                        '%r, whose line break a vocabulary file cannot hold.',
+                        name, token)
+        return None
       entry['vocabulary'] = os.path.join(VOCABULARY_DIR, f'{name}.txt')
     tables[name] = entry
   prefix = os.path.join(state_dir, CHECKPOINT_PREFIX)
@@ -187,7 +198,7 @@ def save_state(state_dir: str, resolved: Any, transform_output: Any,
   tf.io.gfile.makedirs(os.path.join(state_dir, VOCABULARY_DIR))
   for name, entry in tables.items():
     if 'vocabulary' in entry:
-      _write_vocabulary(os.path.join(state_dir, entry['vocabulary']), name,
+      _write_vocabulary(os.path.join(state_dir, entry['vocabulary']),
                         rows[name].tokens)
   manifest = dict(format_version=FORMAT_VERSION, checkpoint=CHECKPOINT_PREFIX,
                   tables=tables,

@@ -380,6 +380,37 @@ def _pipeline(data) -> List[str]:
                          'seconds of its latest completed execution'], rows)
 
 
+def _warm_start(data) -> List[str]:
+  """Remapping time by table size; eval metrics warm vs cold by steps."""
+  remaps = _ok(data['results'], 'warm_remap')
+  curves = _ok(data['results'], 'warm_curve')
+  if not remaps and not curves:
+    return []
+  lines = ['## Warm start', '']
+  if remaps:
+    lines += ['Remapping one table and its Adagrad slot by token (dim 64; '
+              '90% of the tokens kept in another order, 10% new), numpy only:',
+              '']
+    lines += _table(['rows', 'seconds', 'rows kept', 'rows new'], [
+        [f'{r["case"]["rows"]:,}', _spread(r['seconds'], 2),
+         f'{r["rows_kept"]:,}', f'{r["rows_new"]:,}'] for r in remaps])
+    lines.append('')
+  for result in curves:
+    case = result['case']
+    lines += [f'Synthetic movies, eval metrics after N steps (batch '
+              f'{case["batch_size"]}) on the same data, from a base model '
+              f'trained {case["base_steps"]} steps on {case["base_rows"]} '
+              'rows with a smaller vocabulary (warm) or from scratch (cold):',
+              '']
+    lines += _table(['steps', 'AUC warm', 'AUC cold', 'log loss warm',
+                     'log loss cold'], [
+        [str(p['steps']), _num(p['warm'].get('auc'), 3),
+         _num(p['cold'].get('auc'), 3), _num(p['warm'].get('log_loss'), 3),
+         _num(p['cold'].get('log_loss'), 3)] for p in result['curve']])
+    lines.append('')
+  return lines
+
+
 def _utc(timestamp: float) -> str:
   return datetime.datetime.fromtimestamp(
       timestamp, datetime.timezone.utc).strftime('%Y-%m-%d %H:%M:%S UTC')
@@ -471,6 +502,7 @@ def render(data: Mapping[str, Any]) -> str:
   lines += _movies(data, analysis)
   lines += _vocabulary(data, analysis)
   lines += _stats(data, analysis)
+  lines += _warm_start(data)
   lines += _pipeline(data)
   lines += _caveats(data)
   lines += _errors(analysis)

@@ -52,6 +52,8 @@ class Sizes:
   stats_warmup: int
   one_worker: bool
   movies: bool
+  warm_remap_rows: Tuple[int, ...] = (10**6,)
+  warm_curve_steps: Tuple[int, ...] = (10, 30)
 
 
 FULL = Sizes(
@@ -69,7 +71,8 @@ SMOKE = Sizes(
     movies_num_batches=2, vocabulary_sizes=(1000,), vocabulary_batch_size=32,
     vocabulary_ids_per_row=5, vocabulary_dimension=8,
     vocabulary_num_batches=2, stats_base_examples=100, stats_scales=(1, 2),
-    stats_warmup=0, one_worker=True, movies=False)
+    stats_warmup=0, one_worker=True, movies=False,
+    warm_remap_rows=(1000,), warm_curve_steps=())
 
 
 def _timing(sizes: Sizes) -> Dict[str, Any]:
@@ -128,11 +131,21 @@ def stats_cases(sizes: Sizes, root: str) -> List[Dict[str, Any]]:
   return cases
 
 
+def warm_start_cases(sizes: Sizes) -> List[Dict[str, Any]]:
+  """Remapping time per table size; the warm vs cold curve (full runs)."""
+  cases = [{'kind': 'warm_remap', 'rows': rows, 'dimension': 64,
+            'reps': sizes.reps} for rows in sizes.warm_remap_rows]
+  if sizes.warm_curve_steps:
+    cases.append({'kind': 'warm_curve', 'base_rows': 40, 'base_steps': 30,
+                  'batch_size': 32, 'steps': list(sizes.warm_curve_steps)})
+  return cases
+
+
 def _describe(result: Dict[str, Any]) -> str:
   case = result['case']
   label = ' '.join(str(case[k]) for k in
                    ('kind', 'route', 'optimizer', 'vocabulary_size', 'system',
-                    'scale') if k in case)
+                    'scale', 'rows') if k in case)
   if 'error' in result:
     return f'{label}: ERROR {result["error"][:300]}'
   took = f' [{result.get("case_seconds", 0):.1f} s]'
@@ -175,7 +188,8 @@ def run(sizes: Sizes, smoke: bool, metadata_path: str, pipeline_name: str,
   own_before = measure.own_cpu_seconds()
   with tempfile.TemporaryDirectory(prefix='bench_') as root:
     cases = ((movies_cases(sizes, root) if sizes.movies else []) +
-             vocabulary_cases(sizes) + stats_cases(sizes, root))
+             vocabulary_cases(sizes) + stats_cases(sizes, root) +
+             warm_start_cases(sizes))
     results = run_cases(cases, sizes.one_worker, start + budget_seconds)
   seconds = time.perf_counter() - start
   busy = measure.system_busy_seconds() - busy_before

@@ -29,6 +29,8 @@ _RUNNERS = {
     'train_vocab': ('benchmarks.training_bench', 'run_vocabulary_case'),
     'prepare_stats': ('benchmarks.embedding_stats_bench', 'prepare_inputs'),
     'stats': ('benchmarks.embedding_stats_bench', 'run_case'),
+    'warm_remap': ('benchmarks.warm_start_bench', 'run_remap_case'),
+    'warm_curve': ('benchmarks.warm_start_bench', 'run_warm_curve_case'),
 }
 
 

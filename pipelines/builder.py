@@ -4,6 +4,7 @@
       -> StatisticsGen -> SchemaGen -> Transform (the user's preprocessing_fn)
       -> EmbeddingStatsGen (features read off the embedding spec)
       -> TpuEmbeddingTrainer (spec, TrainingConfig, train_args / eval_args)
+    latest Model (Resolver, with ``warm_start=True``) -> TpuEmbeddingTrainer
 
 An example (``pipelines/movies``, ``pipelines/interactions``) supplies its
 ExampleGen, ``preprocessing_fn``, embedding spec and training config; runners
@@ -31,6 +32,16 @@ SCHEMA_GEN = 'SchemaGen'
 TRANSFORM = 'Transform'
 EMBEDDING_STATS_GEN = 'EmbeddingStatsGen'
 TRAINER = 'TpuEmbeddingTrainer'
+BASE_MODEL_RESOLVER = 'latest_model_resolver'
+
+
+def latest_model_resolver() -> tfx.dsl.Resolver:
+  """The pipeline's latest Model (none on a first run: the Trainer starts
+  cold), as TFX's own Trainer takes its ``base_model``."""
+  return tfx.dsl.Resolver(
+      strategy_class=tfx.dsl.experimental.LatestArtifactStrategy,
+      model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model)
+  ).with_id(BASE_MODEL_RESOLVER)
 
 
 def _examples_channel(examples: Union[base_node.BaseNode, types.BaseChannel]
@@ -67,6 +78,7 @@ def create_pipeline(
     metadata_connection_config: Optional[Any] = None,
     beam_pipeline_args: Optional[List[str]] = None,
     enable_cache: bool = True,
+    warm_start: bool = False,
 ) -> tfx.dsl.Pipeline:
   """Builds the pipeline from an example's parts.
 
@@ -98,6 +110,9 @@ def create_pipeline(
       pick (Vertex AI provides its own).
     beam_pipeline_args: options of the Beam components.
     enable_cache: reuse the outputs of unchanged components on a rerun.
+    warm_start: feed the Trainer's ``base_model`` with the latest Model of
+      this pipeline (a ``Resolver``), so each run continues from the last
+      one's tables, remapped to its vocabularies.
   """
   if bool(preprocessing_fn) == bool(module_file):
     raise ValueError('Give exactly one of preprocessing_fn (a dotted path) '
@@ -130,6 +145,7 @@ def create_pipeline(
       policy=truncation_policy,
       checks=split_checks,
       sparsecore_topology=sparsecore_topology)
+  resolver = latest_model_resolver() if warm_start else None
   trainer = trainer_class(
       examples=transform.outputs['transformed_examples'],
       transform_graph=transform.outputs['transform_graph'],
@@ -139,9 +155,10 @@ def create_pipeline(
       training_config=training_config,
       train_args=train_args,
       eval_args=eval_args,
-      tpu_type=tpu_type)
+      tpu_type=tpu_type,
+      base_model=resolver.outputs['model'] if resolver else None)
   components = [statistics_gen, schema_gen, transform, embedding_stats,
-                trainer, *extra_components]
+                *([resolver] if resolver else []), trainer, *extra_components]
   if isinstance(examples, base_node.BaseNode):
     components.insert(0, examples)
   return tfx.dsl.Pipeline(

@@ -168,4 +168,19 @@ def _format_training(training: Dict[str, Any]) -> List[str]:
       f"{training['examples_per_second']:,.0f} examples/s",
       f'  eval {shown} on {examples:,.0f} examples',
       f"  serving model: {training['serving_model']}",
-  ]
+  ] + _format_warm_start(training.get('warm_start') or {})
+
+
+def _format_warm_start(warm: Dict[str, Any]) -> List[str]:
+  """Per table rows kept / new / dropped and the warm share of ids."""
+  if not warm:
+    return []
+  lines = [f"  warm start from {warm['base_model']} (dense model: "
+           f"{warm['dense']}):"]
+  for name, table in warm['tables'].items():
+    lines.append(
+        f"    {name:<14} {table['status']:<5} kept {table['rows_kept']:>7,} "
+        f"new {table['rows_new']:>7,} dropped {table['rows_dropped']:>7,} "
+        f"OOV {table['oov_buckets']:<13} "
+        f"{100 * table['warm_id_share']:5.1f}% of ids warm")
+  return lines

@@ -78,10 +78,13 @@ def raw_example(row) -> bytes:
 
 
 def build_transform_output(root: str, train_rows: int = 480,
-                           eval_rows: int = 160):
-  """Writes examples and transform graph under ``root``; returns their dirs."""
+                           eval_rows: int = 160, seed: int = 1):
+  """Writes examples and transform graph under ``root``; returns their dirs.
+
+  ``seed`` draws the training rows (other seeds, other vocabularies).
+  """
   metadata = tft.DatasetMetadata.from_feature_spec(raw_feature_spec())
-  train = synthetic_rows(train_rows, seed=1)
+  train = synthetic_rows(train_rows, seed=seed)
   evaluation = synthetic_rows(eval_rows, seed=2)
   examples_dir = os.path.join(root, 'examples')
   transform_dir = os.path.join(root, 'transform_graph')
@@ -120,7 +123,6 @@ def raw_examples_dir(examples_dir: str) -> str:
   return examples_dir.rstrip('/') + '_raw'
 
 
-
 def examples_artifact(examples_dir: str, splits=('train', 'eval')):
   """An Examples artifact over ``examples_dir``'s split folders."""
   examples = standard_artifacts.Examples()
@@ -129,27 +131,46 @@ def examples_artifact(examples_dir: str, splits=('train', 'eval')):
   return examples
 
 
-def train_serving_model(examples_dir: str, transform_dir: str, root: str,
-                        train_steps: int = 8, cast_length: int = 8) -> str:
-  """Trains the movies model briefly on the CPU; returns the serving model dir.
+def training_config(**overrides):
+  """A quick TrainingConfig of the movies model for these examples."""
+  values = dict(model_fn='pipelines.movies.model.build_model',
+                label_key=features.TRANSFORMED_LABEL,
+                raw_label_key=features.LABEL, train_steps=8, batch_size=16,
+                checkpoint_every=8, log_every=4, shuffle_buffer=64, seed=7,
+                export_projector=False)
+  values.update(overrides)
+  return config_lib.TrainingConfig(**values)
 
-  The cast's sequence length is fixed (no statistics artifact here).
+
+class FixedLengths:
+  """Stands in for the embedding statistics: the cast's sequence length."""
+
+  def recommended_max_sequence_lengths(self):
+    return {features.transformed_name(features.CAST): 8}
+
+
+def run_training(transform_run, root: str, base_model=None, **overrides):
+  """``training.run_training`` of the movies spec on a fixture output.
+
+  Writes ``root/run`` (the ModelRun) and ``root/model`` (the Model, with its
+  warm-start state); ``base_model`` warm-starts from such a Model.
   """
-  spec = json.loads(embedding_spec.create_embedding_spec(train_steps).to_json())
-  cast = features.transformed_name(features.CAST)
-  for column in spec['columns']:
-    if column.get('categorical_column', {}).get('key') == cast:
-      column['max_sequence_length'] = cast_length
-  config = config_lib.TrainingConfig(
-      model_fn='pipelines.movies.model.build_model',
-      label_key=features.TRANSFORMED_LABEL, raw_label_key=features.LABEL,
-      train_steps=train_steps, batch_size=16, checkpoint_every=train_steps,
-      log_every=train_steps, shuffle_buffer=64, seed=7, export_projector=False)
+  examples_dir, transform_dir = transform_run
   examples = examples_artifact(examples_dir)
-  serving_dir = os.path.join(root, 'serving')
-  training.run_training(
-      config, json.dumps(spec), tft.TFTransformOutput(transform_dir),
+  config = training_config(**overrides)
+  return training.run_training(
+      config, embedding_spec.create_embedding_spec(config.train_steps),
+      tft.TFTransformOutput(transform_dir),
       inputs.split_files([examples], ['train']),
-      inputs.split_files([examples], ['eval']), os.path.join(root, 'run'),
-      serving_dir)
-  return serving_dir
+      inputs.split_files([examples], ['eval']),
+      run_dir=os.path.join(root, 'run'),
+      serving_dir=os.path.join(root, 'model', 'Format-Serving'),
+      statistics=FixedLengths(), base_model=base_model)
+
+
+def train_serving_model(examples_dir: str, transform_dir: str, root: str,
+                        train_steps: int = 8) -> str:
+  """Trains the movies model briefly on the CPU; returns the serving model dir."""
+  return run_training((examples_dir, transform_dir), root,
+                      train_steps=train_steps, checkpoint_every=train_steps,
+                      log_every=train_steps).serving_model

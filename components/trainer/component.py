@@ -19,7 +19,7 @@ from components.trainer import training
 
 
 class TpuEmbeddingTrainerSpec(types.ComponentSpec):
-  """Inputs: Transform's outputs and the embedding statistics."""
+  """Inputs: Transform's outputs, the embedding statistics, a base model."""
 
   PARAMETERS = {
       executor.EMBEDDING_SPEC_KEY: component_spec.ExecutionParameter(type=str),
@@ -46,6 +46,8 @@ class TpuEmbeddingTrainerSpec(types.ComponentSpec):
       # checked on raw evaluation examples before the run succeeds.
       executor.RAW_EXAMPLES_KEY: component_spec.ChannelParameter(
           type=standard_artifacts.Examples, optional=True),
+      executor.BASE_MODEL_KEY: component_spec.ChannelParameter(
+          type=standard_artifacts.Model, optional=True),
   }
   OUTPUTS = {
       executor.MODEL_KEY: component_spec.ChannelParameter(
@@ -68,7 +70,10 @@ class TpuEmbeddingTrainer(base_component.BaseComponent):
   replace ``training_config``'s ``train_steps`` / ``eval_steps``.
   ``custom_config`` (a dict or its JSON) is for the executor that launches
   training elsewhere, such as a Vertex AI custom job
-  (``components.trainer.vertex``).
+  (``components.trainer.vertex``). ``base_model`` (a Model channel, e.g. a
+  ``Resolver``'s latest model) warm-starts a fresh run: tables remapped by
+  token to this run's vocabularies, the dense model when it matches
+  (``components.trainer.warm_start``); an empty channel trains cold.
   """
 
   SPEC_CLASS = TpuEmbeddingTrainerSpec
@@ -84,7 +89,8 @@ class TpuEmbeddingTrainer(base_component.BaseComponent):
                embedding_statistics: Optional[types.BaseChannel] = None,
                raw_examples: Optional[types.BaseChannel] = None,
                tpu_type: Optional[str] = None,
-               custom_config: Optional[Union[str, Dict[str, Any]]] = None):
+               custom_config: Optional[Union[str, Dict[str, Any]]] = None,
+               base_model: Optional[types.BaseChannel] = None):
     if isinstance(training_config, dict):
       training_config = config_lib.TrainingConfig.from_dict(training_config)
     if not isinstance(embedding_spec, str):
@@ -101,6 +107,7 @@ class TpuEmbeddingTrainer(base_component.BaseComponent):
         eval_args=eval_args or trainer_pb2.EvalArgs(),
         embedding_statistics=embedding_statistics,
         raw_examples=raw_examples,
+        base_model=base_model,
         embedding_spec=embedding_spec,
         training_config=training_config.to_json(),
         tpu_type=tpu_type,

@@ -56,6 +56,12 @@ class TrainingConfig:
     embedding_engine: on TPU, 'auto' (from the TPU's embedding hardware),
       or force 'v0' (replicated tables), 'v1' (TPUEmbedding) or 'v2'
       (SparseCore); see ``components.trainer.engines``.
+    warm_start_dense: with a base model, also restore the dense model (its
+      variables must match the base's); False warm-starts the tables only.
+    warm_start_on_mismatch: with a base model, what a table whose dimension,
+      row kind or optimizer slots changed does: 'error' (refuse, the
+      default) or 'fresh' (start it fresh, or keep its rows with fresh
+      slots; logged). See ``components.trainer.warm_start``.
   """
 
   model_fn: str
@@ -76,6 +82,8 @@ class TrainingConfig:
   export_projector: bool = True
   spec_module_prefixes: List[str] = dataclasses.field(default_factory=list)
   embedding_engine: str = 'auto'
+  warm_start_dense: bool = True
+  warm_start_on_mismatch: str = 'error'
 
   def __post_init__(self):
     if isinstance(self.task, dict):
@@ -105,6 +113,9 @@ class TrainingConfig:
     if self.embedding_engine not in ('auto', 'v0', 'v1', 'v2'):
       raise ValueError("TrainingConfig.embedding_engine must be 'auto', 'v0', "
                        f"'v1' or 'v2', got {self.embedding_engine!r}.")
+    if self.warm_start_on_mismatch not in ('error', 'fresh'):
+      raise ValueError("TrainingConfig.warm_start_on_mismatch must be 'error' "
+                       f"or 'fresh', got {self.warm_start_on_mismatch!r}.")
     if '.' not in self.model_fn:
       raise ValueError(f'TrainingConfig.model_fn must be a dotted path such as '
                        f'"my_package.model.build", got {self.model_fn!r}.')

@@ -7,8 +7,11 @@ properties (``resume``), so that a rerun after a crash resumes. On success the
 folder moves into the ModelRun artifact (checkpoints, logs,
 ``training_result.json``); both output artifacts carry the task's evaluation
 metrics as ``eval_<name>`` properties. A failure raises: the execution fails.
+With a ``base_model`` (TFX's key, fed by a Resolver) a fresh run warm-starts
+from it; the Model artifact keeps ``warm_start/`` for the next run.
 """
 
+import os
 from typing import Any, Dict, List, Tuple
 
 import tensorflow_transform as tft
@@ -17,6 +20,7 @@ from tfx import types
 from tfx.dsl.components.base import base_executor
 from tfx.proto import trainer_pb2
 from tfx.types import artifact_utils
+from tfx.types import standard_component_specs
 from tfx.utils import path_utils
 from tfx.utils import proto_utils
 
@@ -25,11 +29,13 @@ from components.trainer import inputs
 from components.trainer import resume
 from components.trainer import training
 from components.trainer import verify
+from components.trainer import warm_start_state
 
 EXAMPLES_KEY = 'examples'
 TRANSFORM_GRAPH_KEY = 'transform_graph'
 STATISTICS_KEY = 'embedding_statistics'
 RAW_EXAMPLES_KEY = 'raw_examples'
+BASE_MODEL_KEY = standard_component_specs.BASE_MODEL_KEY
 MODEL_KEY = 'model'
 MODEL_RUN_KEY = 'model_run'
 EMBEDDING_SPEC_KEY = 'embedding_spec'
@@ -91,6 +97,10 @@ class Executor(base_executor.BaseExecutor):
         exec_properties[TRAINING_CONFIG_KEY]).with_steps(
             train_args.num_steps, eval_args.num_steps)
     examples = input_dict[EXAMPLES_KEY]
+    base_models = input_dict.get(BASE_MODEL_KEY) or []
+    model_uri = artifact_utils.get_single_uri(output_dict[MODEL_KEY])
+    if base_models:
+      logging.info('Warm start from base model %s.', base_models[0].uri)
     logging.info('Training on splits %s, evaluating on %s.',
                  list(train_args.splits), list(eval_args.splits))
     model_run_uri = artifact_utils.get_single_uri(output_dict[MODEL_RUN_KEY])
@@ -106,14 +116,18 @@ class Executor(base_executor.BaseExecutor):
         train_files=_files_by_split(examples, train_args.splits),
         eval_files=_files_by_split(examples, eval_args.splits),
         run_dir=work_dir,
-        serving_dir=path_utils.serving_model_path(
-            artifact_utils.get_single_uri(output_dict[MODEL_KEY])),
+        serving_dir=path_utils.serving_model_path(model_uri),
         statistics=_load_statistics(input_dict.get(STATISTICS_KEY, [])),
         tpu_type=exec_properties.get(TPU_TYPE_KEY) or '',
         raw_eval_examples=_raw_eval_examples(
-            input_dict.get(RAW_EXAMPLES_KEY, []), eval_args.splits))
+            input_dict.get(RAW_EXAMPLES_KEY, []), eval_args.splits),
+        base_model=base_models[0].uri if base_models else None,
+        warm_start_dir=os.path.join(model_uri, warm_start_state.STATE_DIR))
     resume.finish(work_dir, model_run_uri)
     for artifact in output_dict[MODEL_RUN_KEY] + output_dict[MODEL_KEY]:
       for name, value in result.eval_metrics.items():
         artifact.set_float_custom_property(f'eval_{name}', value)
       artifact.set_string_custom_property('task', result.task)
+      if result.warm_start:
+        artifact.set_string_custom_property('warm_started_from',
+                                            result.warm_start['base_model'])

@@ -42,6 +42,7 @@ class TrainResult:
   device: str
   engine: str
   dense_feature_keys: List[str]
+  warm_start: Dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 class BatchPreparer:
@@ -183,7 +184,8 @@ def train(config: config_lib.TrainingConfig,
           eval_files: List[str],
           run_dir: str,
           on_step: Optional[Callable[[int], None]] = None,
-          sparse_core_limits: Optional[Any] = None) -> TrainResult:
+          sparse_core_limits: Optional[Any] = None,
+          warm_start_from: Optional[Any] = None) -> TrainResult:
   """Trains (or resumes) to ``config.train_steps`` and evaluates.
 
   Args:
@@ -196,6 +198,8 @@ def train(config: config_lib.TrainingConfig,
       ``run_dir/logs``.
     on_step: called after every step with the step number (tests use it).
     sparse_core_limits: ``engines.SparseCoreLimits`` for a SparseCore TPU.
+    warm_start_from: a ``warm_start.Source``: a fresh run (no checkpoint
+      of its own) starts from that base model's remapped tables.
   """
   tf.keras.utils.set_random_seed(config.seed)
   global_step = tf.Variable(0, dtype=tf.int64, trainable=False,
@@ -232,10 +236,16 @@ def train(config: config_lib.TrainingConfig,
   manager = tf.train.CheckpointManager(
       checkpoint, os.path.join(run_dir, CHECKPOINT_DIR), max_to_keep=3)
   resumed_from = 0
+  warm_report = {}
   restored = restore_newest_readable(checkpoint, manager)
   if restored:
     resumed_from = int(global_step.numpy())
     logging.info('Resuming from %s at step %d.', restored, resumed_from)
+  elif warm_start_from is not None:
+    warm_report = warm_start_from.apply_to(
+        backend, model, resolved_spec, dense_keys, config, run_dir,
+        os.path.join(run_dir, LOG_DIR, 'train'),
+        train_data(tf.distribute.InputContext()))
 
   step_fn = backend.train_step(model, dense_optimizer, task)
   writer = tf.summary.create_file_writer(os.path.join(run_dir, LOG_DIR,
@@ -288,4 +298,5 @@ def train(config: config_lib.TrainingConfig,
       checkpoint=final_checkpoint,
       device=backend.device_description,
       engine=backend.engine,
-      dense_feature_keys=dense_keys)
+      dense_feature_keys=dense_keys,
+      warm_start=warm_report)

@@ -13,6 +13,10 @@ so is any other caller: a notebook, a test, a custom orchestrator. In order:
 4. export the serving model and the projector files, and check that the
    reloaded serving model scores raw examples as the training path does;
 5. write ``training_result.json`` (a ``TrainingResult``).
+
+With a ``base_model``, a fresh run starts from its tables remapped by token
+(``warm_start``); every run leaves the state the next one needs
+(``warm_start_state``) next to the serving model.
 """
 
 import dataclasses
@@ -31,6 +35,8 @@ from components.trainer import loop
 from components.trainer import plan as plan_lib
 from components.trainer import tasks
 from components.trainer import verify
+from components.trainer import warm_start
+from components.trainer import warm_start_state
 
 TRAINING_RESULT_FILE = 'training_result.json'
 
@@ -55,6 +61,9 @@ class TrainingResult:
     engine: the embedding engine: 'cpu', or on TPU 'v0', 'v1' or 'v2'.
     serving_model: the SavedModel's directory.
     memory_plan: bytes of the tables and optimizer slots, as logged.
+    warm_start: per table rows kept / new / dropped and the share of
+      training ids on warm rows, when the run started from a base model
+      (see ``warm_start.report``); empty otherwise.
   """
 
   steps: int
@@ -69,6 +78,7 @@ class TrainingResult:
   engine: str
   serving_model: str
   memory_plan: str = ''
+  warm_start: Dict[str, Any] = dataclasses.field(default_factory=dict)
 
   def to_json(self) -> str:
     return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
@@ -182,8 +192,9 @@ def run_training(config: config_lib.TrainingConfig,
                  serving_dir: str,
                  statistics: Optional[Any] = None,
                  tpu_type: str = '',
-                 raw_eval_examples: Optional[List[bytes]] = None
-                ) -> TrainingResult:
+                 raw_eval_examples: Optional[List[bytes]] = None,
+                 base_model: Optional[str] = None,
+                 warm_start_dir: Optional[str] = None) -> TrainingResult:
   """Resolves, checks, trains, evaluates and exports; see the module doc.
 
   Args:
@@ -201,6 +212,10 @@ def run_training(config: config_lib.TrainingConfig,
     raw_eval_examples: serialized raw evaluation tf.Examples; the reloaded
       serving model must score them as the training path does. None skips
       that check (logged).
+    base_model: URI of a Model this trainer wrote: a fresh run starts from
+      its tables (remapped by token) and dense model.
+    warm_start_dir: where this run's warm-start state goes (default:
+      ``warm_start`` next to ``serving_dir``).
   """
   task = tasks.Task(config.task)
   train_splits = _by_split(train_files, 'train')
@@ -215,10 +230,13 @@ def run_training(config: config_lib.TrainingConfig,
   label_summaries = labels.check_labels(
       {**train_splits, **eval_splits}, list(train_splits), config.label_key,
       feature_spec, config.task)
+  source = (warm_start.Source(base_model, warm_start_state.table_rows(
+      resolved, transform_output)) if base_model else None)
   result = loop.train(config, resolved, feature_spec,
                       [f for files in train_splits.values() for f in files],
                       [f for files in eval_splits.values() for f in files],
-                      run_dir, sparse_core_limits=limits)
+                      run_dir, sparse_core_limits=limits,
+                      warm_start_from=source)
   expected = expected_eval_examples(
       config, sum(label_summaries[s].examples for s in eval_splits),
       drop_remainder=config.on_tpu)
@@ -229,6 +247,10 @@ def run_training(config: config_lib.TrainingConfig,
         'score. The metrics do not describe the evaluation data.')
   serving_checked = _export(config, task, resolved, transform_output, result,
                             run_dir, serving_dir, raw_eval_examples)
+  warm_start_state.save_state(
+      warm_start_dir or os.path.join(os.path.dirname(serving_dir),
+                                     warm_start_state.STATE_DIR),
+      resolved, transform_output, result.checkpoint)
   training_result = TrainingResult(
       steps=result.steps,
       resumed_from_step=result.resumed_from_step,
@@ -242,7 +264,9 @@ def run_training(config: config_lib.TrainingConfig,
       device=result.device,
       engine=result.engine,
       serving_model=serving_dir,
-      memory_plan=plan)
+      memory_plan=plan,
+      warm_start=result.warm_start or (
+          warm_start.load_report(run_dir) if base_model else {}))
   training_result.save(run_dir)
   return training_result
 

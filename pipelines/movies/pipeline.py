@@ -55,6 +55,8 @@ def create_pipeline(
     training_config: Optional[trainer_config.TrainingConfig] = None,
     tpu_type: Optional[str] = None,
     trainer_class: Any = trainer_component.TpuEmbeddingTrainer,
+    until_year: Optional[int] = None,
+    warm_start: bool = False,
 ) -> tfx.dsl.Pipeline:
   """Builds the movies pipeline.
 
@@ -74,11 +76,16 @@ def create_pipeline(
     tpu_type: TPU generation ('v5p', ...) whose HBM bounds the memory plan.
     trainer_class: the Trainer component; the Vertex AI runner passes one
       that runs as a Vertex custom job.
+    until_year: read only the films released up to this year.
+    warm_start: the Trainer starts from this pipeline's latest Model
+      (``builder.create_pipeline``'s ``warm_start``).
   """
   training_config = training_config or default_training_config()
   query = movies_db.DEFAULT_QUERY
+  if until_year is not None:
+    query = movies_db.until_year_query(until_year)
   if sample_rows is not None:
-    query = movies_db.sample_query(sample_rows)
+    query = movies_db.sample_query(sample_rows, query)
   return builder.create_pipeline(
       pipeline_name=pipeline_name,
       pipeline_root=pipeline_root,
@@ -92,4 +99,5 @@ def create_pipeline(
       trainer_class=trainer_class,
       metadata_connection_config=metadata_connection_config,
       beam_pipeline_args=beam_pipeline_args,
-      enable_cache=enable_cache)
+      enable_cache=enable_cache,
+      warm_start=warm_start)

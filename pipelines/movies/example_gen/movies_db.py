@@ -207,6 +207,11 @@ def numbers_query(query: str = DEFAULT_QUERY) -> str:
   return f'SELECT {", ".join(columns)} FROM ({query})'
 
 
+def until_year_query(year: int, query: str = DEFAULT_QUERY) -> str:
+  """``query`` restricted to films released up to ``year`` (inclusive)."""
+  return f'SELECT * FROM ({query}) WHERE {features.YEAR} <= {int(year)}'
+
+
 def sample_query(limit: int, query: str = DEFAULT_QUERY) -> str:
   """``query`` restricted to its first ``limit`` rows (in film ID order)."""
   if limit <= 0:

@@ -97,7 +97,7 @@ def test_all_components_are_tasks(compiled, form):
   _, spec = compiled[form]
   assert set(spec.root.dag.tasks) == TASKS
   assert set(spec.root.dag.tasks[TRAINER].dependent_tasks) == {
-      'Transform', 'EmbeddingStatsGen'}
+      'Transform', 'EmbeddingStatsGen', 'MoviesExampleGen'}  # Raw examples.
 
 
 def test_custom_artifact_type_is_declared(compiled):

@@ -49,6 +49,9 @@ class TrainingConfig:
     embedding_engine: on TPU, 'auto' (from the TPU's embedding hardware),
       or force 'v0' (replicated tables), 'v1' (TPUEmbedding) or 'v2'
       (SparseCore); see ``components.trainer.engines``.
+    min_table_movement: the Trainer warns about a table whose touched rows
+      moved on average less than this share of their initial norm (see
+      ``components.trainer.health``); 0 turns the warning off.
   """
 
   model_fn: str
@@ -69,6 +72,7 @@ class TrainingConfig:
   export_projector: bool = True
   spec_module_prefixes: List[str] = dataclasses.field(default_factory=list)
   embedding_engine: str = 'auto'
+  min_table_movement: float = 0.05
 
   def __post_init__(self):
     if isinstance(self.task, dict):
@@ -85,6 +89,9 @@ class TrainingConfig:
     if self.dense_learning_rate <= 0:
       raise ValueError('TrainingConfig.dense_learning_rate must be > 0, got '
                        f'{self.dense_learning_rate!r}.')
+    if not 0 <= self.min_table_movement < 1:
+      raise ValueError('TrainingConfig.min_table_movement must be in [0, 1), '
+                       f'got {self.min_table_movement!r}.')
     if self.embedding_engine not in ('auto', 'v0', 'v1', 'v2'):
       raise ValueError("TrainingConfig.embedding_engine must be 'auto', 'v0', "
                        f"'v1' or 'v2', got {self.embedding_engine!r}.")

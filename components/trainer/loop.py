@@ -22,6 +22,7 @@ from absl import logging
 
 from components.trainer import backends
 from components.trainer import config as config_lib
+from components.trainer import health as health_lib
 from components.trainer import inputs
 from components.trainer import multihost
 from components.trainer import tasks
@@ -42,6 +43,7 @@ class TrainResult:
   device: str
   engine: str
   dense_feature_keys: List[str]
+  health: Dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 class BatchPreparer:
@@ -88,7 +90,7 @@ class _Progress:
         now - self._start_time, 1e-9)
     self.examples_per_second = overall
     left = (self._last_step - step) * self._batch_size / max(overall, 1e-9)
-    logging.info('step %d/%d  loss %.4f  %s examples/s  %s left', step,
+    logging.info('step %d/%d  mean loss %.4f  %s examples/s  %s left', step,
                  self._last_step, loss, f'{rate:,.0f}', _format_duration(left))
     with self._writer.as_default(step=step):
       tf.summary.scalar('loss', loss)
@@ -161,8 +163,10 @@ def train(config: config_lib.TrainingConfig,
         input_context=context).map(prepare)
 
   iterator = iter(backend.distribute_from_function(train_data))
+  health = health_lib.TrainingHealth(resolved_spec, backend.name,
+                                     config.min_table_movement)
   state = dict(step=global_step, embedding=backend.embedding, model=model,
-               dense_optimizer=dense_optimizer)
+               dense_optimizer=dense_optimizer, health=health)
   if backend.name == 'cpu':
     state['input'] = iterator  # Distributed TPU iterators are not saveable.
   checkpoint = tf.train.Checkpoint(**state)
@@ -174,6 +178,8 @@ def train(config: config_lib.TrainingConfig,
     resumed_from = int(global_step.numpy())
     logging.info('Resuming from %s at step %d.', manager.latest_checkpoint,
                  resumed_from)
+  else:
+    health.copy_initial_values(health.live_tables(backend.embedding))
 
   step_fn = backend.train_step(model, dense_optimizer, task)
   writer = tf.summary.create_file_writer(os.path.join(run_dir, LOG_DIR,
@@ -183,17 +189,22 @@ def train(config: config_lib.TrainingConfig,
   progress = _Progress(writer, config.batch_size, resumed_from,
                        config.train_steps)
   loss = float('nan')
+  train_input = health.recording(iterator)  # One object: one trace.
   with backend.strategy.scope():
     while int(global_step.numpy()) < config.train_steps:
-      loss_tensor = step_fn(iterator)
+      loss_tensor = step_fn(train_input)
+      health.add_loss(loss_tensor)
       step = int(global_step.assign_add(1).numpy())
       if step % config.log_every == 0 or step == config.train_steps:
-        loss = float(loss_tensor)
+        loss = health.take_mean_loss()
         if not np.isfinite(loss):
           raise FloatingPointError(
               f'The loss became {loss} at step {step}; lower the learning '
               'rates. The last good checkpoint is kept.')
         progress.update(step, loss)
+        tables = health.live_tables(backend.embedding)
+        if tables:
+          health.write_figures(health.figures(tables), writer, step)
       if step % config.checkpoint_every == 0 and multihost.is_chief():
         manager.save(checkpoint_number=step)
       if on_step:
@@ -201,6 +212,10 @@ def train(config: config_lib.TrainingConfig,
   final_step = int(global_step.numpy())
   final_checkpoint = manager.latest_checkpoint
   if not final_checkpoint or not final_checkpoint.endswith(f'-{final_step}'):
+    final_checkpoint = manager.save(checkpoint_number=final_step)
+  health_figures = health.after_training(backend.embedding, final_checkpoint,
+                                         run_dir, writer, final_step)
+  if health_figures.pop('tables_changed'):
     final_checkpoint = manager.save(checkpoint_number=final_step)
   eval_data = inputs.make_dataset(
       eval_files, feature_spec, config.label_key, config.batch_size,
@@ -223,4 +238,5 @@ def train(config: config_lib.TrainingConfig,
       checkpoint=final_checkpoint,
       device=backend.device_description,
       engine=backend.engine,
-      dense_feature_keys=dense_keys)
+      dense_feature_keys=dense_keys,
+      health=health_figures)

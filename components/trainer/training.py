@@ -22,6 +22,7 @@ from absl import logging
 from components import embedding as emb
 from components.trainer import config as config_lib
 from components.trainer import export
+from components.trainer import health as health_lib
 from components.trainer import loop
 from components.trainer import plan as plan_lib
 from components.trainer import tasks
@@ -46,6 +47,10 @@ class TrainingResult:
     engine: the embedding engine: 'cpu', or on TPU 'v0', 'v1' or 'v2'.
     serving_model: the SavedModel's directory.
     memory_plan: bytes of the tables and optimizer slots, as logged.
+    health: per-table figures at the end (``tables``: touched share, how far
+      touched rows moved, row-norm quantiles), the Trainer's warnings, the
+      OOV rows set after training and the statistics' warnings repeated at
+      the start (``statistics_warnings``); see ``health``.
   """
 
   steps: int
@@ -58,6 +63,7 @@ class TrainingResult:
   engine: str
   serving_model: str
   memory_plan: str = ''
+  health: Dict[str, Any] = dataclasses.field(default_factory=dict)
 
   def to_json(self) -> str:
     return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
@@ -171,6 +177,7 @@ def run_training(config: config_lib.TrainingConfig,
       embedding_spec, config.allowed_spec_prefixes()).resolve(
       tf_transform_output=transform_output, max_sequence_lengths=lengths)
   plan, limits = check_plan(resolved, config, tpu_type, statistics)
+  statistics_warnings = health_lib.log_statistics_warnings(statistics)
   result = loop.train(config, resolved,
                       transform_output.transformed_feature_spec(),
                       train_files, eval_files, run_dir,
@@ -187,7 +194,8 @@ def run_training(config: config_lib.TrainingConfig,
       device=result.device,
       engine=result.engine,
       serving_model=serving_dir,
-      memory_plan=plan)
+      memory_plan=plan,
+      health=dict(result.health, statistics_warnings=statistics_warnings))
   training_result.save(run_dir)
   return training_result
 

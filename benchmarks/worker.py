@@ -29,6 +29,7 @@ _RUNNERS = {
     'train_vocab': ('benchmarks.training_bench', 'run_vocabulary_case'),
     'prepare_stats': ('benchmarks.embedding_stats_bench', 'prepare_inputs'),
     'stats': ('benchmarks.embedding_stats_bench', 'run_case'),
+    'oov_rows': ('benchmarks.oov_rows_bench', 'run_case'),
 }
 
 

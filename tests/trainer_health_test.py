@@ -142,3 +142,16 @@ def test_statistics_warnings_are_repeated(caplog):
   assert messages == ['user_id: OOV rate 85% in eval']
   assert 'Embedding statistics: user_id: OOV rate 85%' in caplog.text
   assert health_lib.log_statistics_warnings(None) == []
+
+
+def test_large_tables_are_read_only_at_the_end(monkeypatch):
+  resolved = _resolved()
+  embedding = _embedding(resolved)
+  health = health_lib.TrainingHealth(resolved, 'cpu')
+  assert list(health.live_tables(embedding, periodic=True)) == [
+      'word_embedding']
+  monkeypatch.setattr(health_lib, 'MAX_PERIODIC_VALUES', 8 * 4 - 1)
+  assert health.live_tables(embedding, periodic=True) == {}
+  assert list(health.live_tables(embedding)) == ['word_embedding']
+  assert health_lib.TrainingHealth(resolved, 'tpu').live_tables(
+      embedding) is None

@@ -11,7 +11,9 @@ after the last step:
   wrapped, so exactly the trained batches are recorded). It is checkpointed,
   so a resumed run keeps it. Ids below 0 (ignored by the lookup) are skipped.
 * **Table figures** (``table_figures``), every ``log_every`` steps on the
-  CPU/GPU path and at the end on both paths:
+  CPU/GPU path for tables of at most ``MAX_PERIODIC_VALUES`` floats (reading
+  a larger table each time would cost more than the steps), and at the end
+  for every table on both paths:
   ``touched_share`` the share of rows some batch looked up;
   ``moved`` the mean L2 distance of touched rows from their initial values,
   divided by the mean initial row norm (0: the table did not learn; about 1:
@@ -55,6 +57,8 @@ from components.embedding import cpu_embedding
 from components.embedding import oov
 
 MAX_COPIED_VALUES = 1 << 20  # 4 MiB of float32 per table.
+# Tables read every log_every steps; larger ones only at the end.
+MAX_PERIODIC_VALUES = 1 << 24  # 64 MiB of float32.
 SAMPLED_ROWS = 4096
 QUANTILES = (10, 50, 90)
 HOST_COPY_DIR = 'oov_rows_host_copy'
@@ -300,8 +304,13 @@ class TrainingHealth(tf.Module):
         checkpoint_path).expect_partial()
     return host
 
-  def live_tables(self, embedding: Any) -> Optional[Dict[str, Any]]:
-    """The tables readable now: the CPU path's variables; None on TPU."""
+  def live_tables(self, embedding: Any, periodic: bool = False
+                 ) -> Optional[Dict[str, Any]]:
+    """The tables readable now: the CPU path's variables; None on TPU.
+
+    With ``periodic``, only those small enough to read every log_every steps.
+    """
     if self._on_tpu:
       return None
-    return {t.name: v for t, v in embedding.embedding_tables.items()}
+    return {t.name: v for t, v in embedding.embedding_tables.items()
+            if not periodic or t.vocabulary_size * t.dim <= MAX_PERIODIC_VALUES}

@@ -202,7 +202,7 @@ def train(config: config_lib.TrainingConfig,
               f'The loss became {loss} at step {step}; lower the learning '
               'rates. The last good checkpoint is kept.')
         progress.update(step, loss)
-        tables = health.live_tables(backend.embedding)
+        tables = health.live_tables(backend.embedding, periodic=True)
         if tables:
           health.write_figures(health.figures(tables), writer, step)
       if step % config.checkpoint_every == 0 and multihost.is_chief():

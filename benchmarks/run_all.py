@@ -62,7 +62,7 @@ FULL = Sizes(
     vocabulary_batch_size=512, vocabulary_ids_per_row=20,
     vocabulary_dimension=64, vocabulary_num_batches=8,
     stats_base_examples=3000, stats_scales=(1, 4, 16), stats_warmup=1,
-    one_worker=False, movies=True, oov_rows_train_steps=300)
+    one_worker=False, movies=True, oov_rows_train_steps=200)
 
 SMOKE = Sizes(
     reps=2, warmup_steps=1, rep_seconds=0.02, min_steps=2, max_steps=4,

@@ -121,7 +121,7 @@ def test_oov_rows_section_reports_both_modes():
   from benchmarks import run_all  # pylint: disable=g-import-not-at-top
   assert run_all.oov_rows_cases(run_all.SMOKE) == []
   assert run_all.oov_rows_cases(run_all.FULL) == [
-      {'kind': 'oov_rows', 'train_steps': 300}]
+      {'kind': 'oov_rows', 'train_steps': 200}]
   result = {'case': {'kind': 'oov_rows', 'train_steps': 300},
             'train_steps': 300,
             'warnings': ['untrained_oov_buckets user_id_xf'],

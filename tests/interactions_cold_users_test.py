@@ -21,6 +21,8 @@ def test_statistics_warn_and_zero_oov_rows_improve_evaluation(tmp_path):
   random_rows = study.evaluate('random').eval_metrics
   zero_rows = study.evaluate('zero').eval_metrics
   assert random_rows['examples'] == zero_rows['examples']
-  # Measured here: log loss 1.593 -> 1.555, accuracy 0.398 -> 0.418.
-  assert zero_rows['log_loss'] < random_rows['log_loss'] - 0.015
-  assert zero_rows['accuracy'] > random_rows['accuracy'] + 0.005
+  # Measured here: log loss 1.576 -> 1.524, accuracy 0.418 -> 0.425,
+  # top-2 accuracy 0.630 -> 0.658.
+  assert zero_rows['log_loss'] < random_rows['log_loss'] - 0.03
+  assert zero_rows['accuracy'] > random_rows['accuracy']
+  assert zero_rows['top_k_accuracy'] > random_rows['top_k_accuracy'] + 0.01

@@ -157,6 +157,10 @@ def test_serving_signature_on_raw_examples(exported):
     result = json.load(f)
   assert result['steps'] == 40 and 0 <= result['eval_metrics']['auc'] <= 1
   assert result['task'] == 'binary'
+  tables = result['health']['tables']
+  assert tables and all(0 < t['touched_share'] <= 1 and t['moved'] > 0
+                        for t in tables.values())
+  assert result['health']['statistics_warnings'] == []  # No statistics here.
   assert model_run.get_float_custom_property('eval_auc') == pytest.approx(
       result['eval_metrics']['auc'])
 

@@ -38,7 +38,8 @@ class TrainingResult:
     steps: the optimizer step training ended at.
     resumed_from_step: the checkpoint step a crashed run resumed from (0 when
       it started fresh).
-    final_loss: the last logged training loss.
+    final_loss: the last logged training loss: the mean over the steps since
+      the previous progress line (up to ``log_every`` steps).
     examples_per_second: training throughput of this run.
     task: the task kind ('binary', 'multiclass', ...).
     eval_metrics: the task's metrics on the evaluation splits, plus

@@ -36,9 +36,9 @@ from pipelines.interactions import pipeline
 from pipelines.interactions import preprocessing
 
 # Half the users are cold; the rest train on 3/4 of their interactions.
-LOG = data.LogOptions(num_users=400, num_items=200, interactions_per_user=12,
+LOG = data.LogOptions(num_users=300, num_items=200, interactions_per_user=12,
                       new_user_share=0.5, seed=3)
-TRAIN_STEPS = 300
+TRAIN_STEPS = 200
 
 
 def _raw_feature_spec() -> Dict[str, Any]:

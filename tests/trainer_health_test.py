@@ -155,3 +155,18 @@ def test_large_tables_are_read_only_at_the_end(monkeypatch):
   assert list(health.live_tables(embedding)) == ['word_embedding']
   assert health_lib.TrainingHealth(resolved, 'tpu').live_tables(
       embedding) is None
+
+
+def test_figures_go_to_tensorboard(tmp_path):
+  result, _, _ = _after_training(_resolved(), [[0, 1], [2]], tmp_path)
+  tags = {}
+  for path in tmp_path.glob('events.out.tfevents.*'):
+    for event in tf.compat.v1.train.summary_iterator(str(path)):
+      for value in event.summary.value:
+        tags[value.tag] = float(tf.make_ndarray(value.tensor))
+  figures = result['tables']['word_embedding']
+  assert tags['health/word_embedding/touched_share'] == pytest.approx(
+      figures['touched_share'])
+  assert tags['health/word_embedding/moved'] == pytest.approx(
+      figures['moved'])
+  assert 'health/word_embedding/norm_p90' in tags

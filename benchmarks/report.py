@@ -349,6 +349,26 @@ def _stats(data, analysis) -> List[str]:
   return lines
 
 
+def _oov_rows(data) -> List[str]:
+  """Evaluation metrics of the cold-user log per OOV mode."""
+  results = _ok(data['results'], 'oov_rows')
+  if not results:
+    return []
+  result = results[0]
+  metrics = result['metrics']
+  names = [n for n in ('log_loss', 'accuracy', 'top_k_accuracy')
+           if n in metrics['random']]
+  rows = [[f'`{mode}`'] + [_num(values[n], 4) for n in names]
+          for mode, values in metrics.items()]
+  return ['## OOV rows on cold users', '',
+          'The interactions example with half of the users only in '
+          'evaluation (`pipelines/interactions/cold_users.py`), '
+          f'{result["train_steps"]} steps, same seed; only `oov_rows` '
+          'differs. Statistics warnings: '
+          f'{", ".join(result["warnings"]) or "none"}.', ''] + _table(
+              ['oov_rows'] + names, rows)
+
+
 def _pipeline(data) -> List[str]:
   pipeline = data['pipeline']
   lines = ['## Demo pipeline: wall time per component', '']
@@ -503,6 +523,7 @@ def render(data: Mapping[str, Any]) -> str:
   lines += _vocabulary(data, analysis)
   lines += _stats(data, analysis)
   lines += _warm_start(data)
+  lines += _oov_rows(data)
   lines += _pipeline(data)
   lines += _caveats(data)
   lines += _errors(analysis)

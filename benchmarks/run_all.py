@@ -54,6 +54,7 @@ class Sizes:
   movies: bool
   warm_remap_rows: Tuple[int, ...] = (10**6,)
   warm_curve_steps: Tuple[int, ...] = (10, 30)
+  oov_rows_train_steps: int = 0  # 0: no OOV-rows case.
 
 
 FULL = Sizes(
@@ -63,7 +64,7 @@ FULL = Sizes(
     vocabulary_batch_size=512, vocabulary_ids_per_row=20,
     vocabulary_dimension=64, vocabulary_num_batches=8,
     stats_base_examples=3000, stats_scales=(1, 4, 16), stats_warmup=1,
-    one_worker=False, movies=True)
+    one_worker=False, movies=True, oov_rows_train_steps=200)
 
 SMOKE = Sizes(
     reps=2, warmup_steps=1, rep_seconds=0.02, min_steps=2, max_steps=4,
@@ -141,6 +142,13 @@ def warm_start_cases(sizes: Sizes) -> List[Dict[str, Any]]:
   return cases
 
 
+def oov_rows_cases(sizes: Sizes) -> List[Dict[str, Any]]:
+  """The cold-user evaluation with and without zero OOV rows."""
+  if not sizes.oov_rows_train_steps:
+    return []
+  return [{'kind': 'oov_rows', 'train_steps': sizes.oov_rows_train_steps}]
+
+
 def _describe(result: Dict[str, Any]) -> str:
   case = result['case']
   label = ' '.join(str(case[k]) for k in
@@ -189,7 +197,7 @@ def run(sizes: Sizes, smoke: bool, metadata_path: str, pipeline_name: str,
   with tempfile.TemporaryDirectory(prefix='bench_') as root:
     cases = ((movies_cases(sizes, root) if sizes.movies else []) +
              vocabulary_cases(sizes) + stats_cases(sizes, root) +
-             warm_start_cases(sizes))
+             warm_start_cases(sizes) + oov_rows_cases(sizes))
     results = run_cases(cases, sizes.one_worker, start + budget_seconds)
   seconds = time.perf_counter() - start
   busy = measure.system_busy_seconds() - busy_before

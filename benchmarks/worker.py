@@ -31,6 +31,7 @@ _RUNNERS = {
     'stats': ('benchmarks.embedding_stats_bench', 'run_case'),
     'warm_remap': ('benchmarks.warm_start_bench', 'run_remap_case'),
     'warm_curve': ('benchmarks.warm_start_bench', 'run_warm_curve_case'),
+    'oov_rows': ('benchmarks.oov_rows_bench', 'run_case'),
 }
 
 

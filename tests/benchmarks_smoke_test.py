@@ -115,3 +115,20 @@ def test_keras_baseline_looks_up_as_the_product():
   for key in ids:
     np.testing.assert_allclose(actual[key].numpy(), expected[key].numpy(),
                                rtol=1e-5, atol=1e-6, err_msg=key)
+
+
+def test_oov_rows_section_reports_both_modes():
+  from benchmarks import run_all  # pylint: disable=g-import-not-at-top
+  assert run_all.oov_rows_cases(run_all.SMOKE) == []
+  assert run_all.oov_rows_cases(run_all.FULL) == [
+      {'kind': 'oov_rows', 'train_steps': 200}]
+  result = {'case': {'kind': 'oov_rows', 'train_steps': 300},
+            'train_steps': 300,
+            'warnings': ['untrained_oov_buckets user_id_xf'],
+            'metrics': {'random': {'log_loss': 1.5925, 'accuracy': 0.398},
+                        'zero': {'log_loss': 1.5548, 'accuracy': 0.4184}}}
+  text = '\n'.join(report._oov_rows({'results': [result]}))  # pylint: disable=protected-access
+  assert '| `random` | 1.5925 | 0.3980 |' in text
+  assert '| `zero` | 1.5548 | 0.4184 |' in text
+  assert 'untrained_oov_buckets user_id_xf' in text
+  assert report._oov_rows({'results': []}) == []  # pylint: disable=protected-access

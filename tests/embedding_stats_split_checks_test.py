@@ -71,6 +71,7 @@ def test_warnings_fire_on_crafted_data():
   assert untrained.value == pytest.approx(0.40)
   assert 'frequency_threshold' in untrained.message
   assert 'mean of the trained rows' in untrained.message
+  assert "oov_rows='zero'" in untrained.message
   assert found[('unseen_ids', 'user')].value == pytest.approx(0.10)
   assert found[('unseen_ids', 'hour')].value == pytest.approx(0.30)
   assert ('oov_rate_skew', 'hour') not in found  # Identity: no OOV.

@@ -161,6 +161,10 @@ def test_serving_signature_on_raw_examples(exported):
   assert result['task'] == 'binary' and result['serving_checked']
   assert result['examples_per_split'] == {'train': 480, 'eval': 160}
   assert result['eval_metrics']['examples'] == 160
+  tables = result['health']['tables']
+  assert tables and all(0 < t['touched_share'] <= 1 and t['moved'] > 0
+                        for t in tables.values())
+  assert result['health']['statistics_warnings'] == []  # No statistics here.
   assert model_run.get_float_custom_property('eval_auc') == pytest.approx(
       result['eval_metrics']['auc'])
 

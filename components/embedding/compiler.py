@@ -7,7 +7,10 @@ learning rate is `lambda: learning_rate_fn(global_step)`. Tables with the same
 `learning_rate_fn` share one callable and one optimizer object, because
 `TPUEmbedding` allocates one dynamic learning rate per distinct callable.
 Tables without an initializer get `initializer=None`, which TensorFlow turns
-into its own default, truncated normal with stddev 1/sqrt(dim).
+into its own default, truncated normal with stddev 1/sqrt(dim). Tables with
+`oov_rows='zero'` get their initializer wrapped in `oov.ZeroOovRows`, so that
+every path that creates the table from the `TableConfig` (CPU, TPU engines)
+starts the OOV rows at zero.
 """
 
 from typing import Any, Callable, Dict, Optional
@@ -96,7 +99,7 @@ def compile_feature_configs(spec: Any, global_step: Any = None
     tables[table.name] = _EMBEDDING.TableConfig(
         vocabulary_size=table.vocabulary_size,
         dim=table.dimension,
-        initializer=table.initializer,
+        initializer=table.compiled_initializer(),
         optimizer=_tf_optimizer(spec.optimizer, table.learning_rate_fn, rates,
                                 cache),
         combiner=table.combiner,

@@ -23,13 +23,14 @@ feature columns ignore a -1 `default_value`) and a warning suggests
 """
 
 import logging
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import tensorflow as tf
 from tensorflow_metadata.proto.v0 import schema_pb2
 
 from components.embedding import categorical
 from components.embedding import columns as columns_lib
+from components.embedding import oov
 from components.embedding import optimizers
 from components.embedding import resolved
 
@@ -154,9 +155,23 @@ def _resolve_feature(column: columns_lib.EmbeddingColumn, tf_transform_output,
       column=base)
 
 
+def _oov_rows(name: str, keys: Sequence[str], oov_mode: str,
+              features: Mapping[str, resolved.ResolvedFeature]) -> int:
+  """The OOV rows of a table: the most any of its features has.
+
+  A shared table's features share one vocabulary, hence one OOV range.
+  """
+  count = max(features[k].num_oov_buckets for k in keys)
+  if oov_mode != oov.RANDOM and not count:
+    logging.warning(
+        'Table %r has no OOV rows (its features %s have no OOV buckets), so '
+        'oov_rows=%r changes nothing there.', name, list(keys), oov_mode)
+  return count
+
+
 def _resolve_table(name: str, members: List[columns_lib.EmbeddingColumn],
-                   features: Mapping[str, resolved.ResolvedFeature]
-                  ) -> resolved.ResolvedTable:
+                   features: Mapping[str, resolved.ResolvedFeature],
+                   oov_mode: str = oov.RANDOM) -> resolved.ResolvedTable:
   sizes = {c.feature_key: features[c.feature_key].vocabulary_size
            for c in members}
   if len(set(sizes.values())) > 1:
@@ -165,6 +180,7 @@ def _resolve_table(name: str, members: List[columns_lib.EmbeddingColumn],
         f'size (OOV buckets included); got {sizes}. Use one vocabulary for '
         'all of them, or separate tables.')
   first = members[0]
+  keys = tuple(c.feature_key for c in members)
   return resolved.ResolvedTable(
       name=name,
       vocabulary_size=next(iter(sizes.values())),
@@ -172,21 +188,27 @@ def _resolve_table(name: str, members: List[columns_lib.EmbeddingColumn],
       combiner=first.combiner,
       initializer=first.initializer,
       learning_rate_fn=first.learning_rate_fn,
-      feature_keys=tuple(c.feature_key for c in members))
+      feature_keys=keys,
+      num_oov_rows=_oov_rows(name, keys, oov_mode, features),
+      oov_rows=oov_mode)
 
 
 def resolve_columns(columns: Sequence[columns_lib.EmbeddingColumn],
                     optimizer: optimizers.EmbeddingOptimizer,
                     tf_transform_output: Any = None,
-                    max_sequence_lengths: Optional[Mapping[str, int]] = None
+                    max_sequence_lengths: Optional[Mapping[str, int]] = None,
+                    oov_rows: Callable[[str], str] = lambda table: oov.RANDOM
                    ) -> resolved.ResolvedEmbeddingSpec:
-  """Resolves validated columns (see `EmbeddingSpec.resolve`)."""
+  """Resolves validated columns (see `EmbeddingSpec.resolve`).
+
+  `oov_rows(table_name)` gives each table's OOV mode (see `oov`).
+  """
   features: Dict[str, resolved.ResolvedFeature] = {}
   groups: Dict[str, List[columns_lib.EmbeddingColumn]] = {}
   for column in columns:
     features[column.feature_key] = _resolve_feature(
         column, tf_transform_output, max_sequence_lengths)
     groups.setdefault(column.resolved_table_name, []).append(column)
-  tables = {name: _resolve_table(name, members, features)
+  tables = {name: _resolve_table(name, members, features, oov_rows(name))
             for name, members in groups.items()}
   return resolved.ResolvedEmbeddingSpec(features, tables, optimizer)

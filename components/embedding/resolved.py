@@ -14,6 +14,7 @@ from components.embedding import categorical
 from components.embedding import compiler
 from components.embedding import ids
 from components.embedding import memory
+from components.embedding import oov
 from components.embedding import optimizers
 
 
@@ -60,7 +61,11 @@ class ResolvedFeature:
 
 @dataclasses.dataclass(frozen=True)
 class ResolvedTable:
-  """One embedding table and the features looked up in it."""
+  """One embedding table and the features looked up in it.
+
+  Its OOV rows are the last `num_oov_rows` (`first_oov_row` on); `oov_rows`
+  says how they start ('random', 'zero' or 'mean_after_training', see `oov`).
+  """
 
   name: str
   vocabulary_size: int
@@ -69,6 +74,19 @@ class ResolvedTable:
   initializer: Optional[Callable[..., Any]]
   learning_rate_fn: Optional[Callable[[Any], Any]]
   feature_keys: Tuple[str, ...]
+  num_oov_rows: int = 0
+  oov_rows: str = oov.RANDOM
+
+  @property
+  def first_oov_row(self) -> int:
+    return self.vocabulary_size - self.num_oov_rows
+
+  def compiled_initializer(self) -> Optional[Callable[..., Any]]:
+    """The `TableConfig.initializer`: zero OOV rows wrap the table's own."""
+    if self.oov_rows != oov.ZERO or not self.num_oov_rows:
+      return self.initializer
+    return oov.ZeroOovRows(self.initializer, self.first_oov_row,
+                           self.vocabulary_size, self.name)
 
 
 @dataclasses.dataclass(frozen=True)

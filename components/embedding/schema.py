@@ -28,6 +28,7 @@ from typing import Any, Callable, Dict, Iterator, Mapping, Optional, Sequence
 from components.embedding import categorical
 from components.embedding import columns as columns_lib
 from components.embedding import initializers
+from components.embedding import oov
 from components.embedding import optimizers
 from components.embedding import registry
 from components.embedding import schedules
@@ -141,6 +142,21 @@ class ListOf(Rule):
   def check_inside(self, value: Any, path: str) -> None:
     for index, item in enumerate(value):
       self._item.check(item, f'{path}[{index}]')
+
+
+class MapOf(Rule):
+  """An object whose keys are any strings and whose values follow `value`."""
+
+  def __init__(self, value: Rule):
+    self._value = value
+    self.description = f'an object of ({value.description})'
+
+  def accepts(self, value: Any) -> bool:
+    return OBJECT.accepts(value)
+
+  def check_inside(self, value: Any, path: str) -> None:
+    for key, item in value.items():
+      self._value.check(item, _join(path, key))
 
 
 class Record(Rule):
@@ -315,11 +331,20 @@ EMBEDDING_COLUMN = record_of(
     },
     named=_NAMED)
 
-SPEC = Record('embedding spec', {
-    'format_version': (INTEGER, True),
-    'optimizer': (OPTIMIZER, True),
-    'columns': (ListOf(EMBEDDING_COLUMN, min_items=1), True),
-})
+OOV_ROWS = Enum(oov.OOV_ROWS)
+
+
+def _spec_record() -> Record:
+  """The spec's own fields (from `EmbeddingSpec`'s), plus format_version."""
+  from components.embedding import spec as spec_lib  # pylint: disable=g-import-not-at-top
+  record = record_of(spec_lib.EmbeddingSpec, 'embedding spec', overrides={
+      'columns': ListOf(EMBEDDING_COLUMN, min_items=1),
+      'optimizer': OPTIMIZER,
+      'oov_rows': OOV_ROWS,
+      'oov_rows_by_table': MapOf(OOV_ROWS),
+  })
+  record.fields['format_version'] = (INTEGER, True)
+  return record
 
 
 def validate_spec(config: Any) -> None:
@@ -327,7 +352,7 @@ def validate_spec(config: Any) -> None:
   if not OBJECT.accepts(config):
     raise SpecValidationError(
         f'an embedding spec must be a JSON object, got {_show(config)}')
-  SPEC.check(config, '')
+  _spec_record().check(config, '')
 
 
 @contextlib.contextmanager

@@ -9,6 +9,8 @@ JSON shape (`to_json`), version 1:
 
   {"format_version": 1,
    "optimizer": {"type": "Adagrad", "learning_rate": 0.1 | <callable>, ...},
+   "oov_rows": "random" | "zero" | "mean_after_training",   (optional)
+   "oov_rows_by_table": {"<table>": <one of the same>},      (optional)
    "columns": [
      {"categorical_column": {"type": "identity", "key": "x",
                              "number_buckets": 10, "default_value": null,
@@ -36,6 +38,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 from components.embedding import categorical
 from components.embedding import columns as columns_lib
 from components.embedding import optimizers
+from components.embedding import oov
 from components.embedding import registry
 from components.embedding import resolution
 from components.embedding import resolved
@@ -107,10 +110,16 @@ class EmbeddingSpec:
       `shared_embedding_columns`), at most one per feature key.
     optimizer: the embedding optimizer of every table; a column's
       `learning_rate_fn` replaces its learning rate for that column's table.
+    oov_rows: how the OOV rows of every table start: 'random' (the table's
+      initializer), 'zero', or 'mean_after_training' (see `oov`).
+    oov_rows_by_table: `{table name: mode}` overriding `oov_rows` per table.
   """
 
   columns: Tuple[columns_lib.EmbeddingColumn, ...]
   optimizer: optimizers.EmbeddingOptimizer
+  oov_rows: str = oov.RANDOM
+  oov_rows_by_table: Mapping[str, str] = dataclasses.field(
+      default_factory=dict, hash=False)
 
   def __post_init__(self):
     columns = tuple(self.columns)
@@ -130,11 +139,29 @@ class EmbeddingSpec:
           f'{self.optimizer!r}.')
     _check_unique_keys(columns)
     _check_tables(columns)
+    self._check_oov_rows()
     if isinstance(self.optimizer, optimizers.FTRL):
       for column in columns:
         optimizers.check_ftrl_learning_rate(
             self.optimizer, column.learning_rate_fn,
             f'learning_rate_fn of column {column.name!r}')
+
+  def _check_oov_rows(self) -> None:
+    """Raises for an unknown mode or a table name the columns do not have."""
+    oov.check_mode(self.oov_rows, 'EmbeddingSpec oov_rows')
+    by_table = dict(self.oov_rows_by_table or {})
+    object.__setattr__(self, 'oov_rows_by_table', by_table)
+    tables = sorted({c.resolved_table_name for c in self.columns})
+    for table, mode in by_table.items():
+      oov.check_mode(mode, f'oov_rows_by_table[{table!r}]')
+      if table not in tables:
+        raise registry.SpecValidationError(
+            f'oov_rows_by_table names table {table!r}, which no column uses; '
+            f'the tables are {tables}.', 'oov_rows_by_table')
+
+  def oov_rows_of(self, table_name: str) -> str:
+    """The OOV mode of one table: its override, else `oov_rows`."""
+    return self.oov_rows_by_table.get(table_name, self.oov_rows)
 
   @property
   def feature_keys(self) -> List[str]:
@@ -148,9 +175,16 @@ class EmbeddingSpec:
       registry.SpecSerializationError: for a lambda or another callable that
         cannot be imported back by name or dotted path.
     """
-    return {'format_version': FORMAT_VERSION,
-            'optimizer': self.optimizer.to_config(),
-            'columns': [c.to_config() for c in self.columns]}
+    config = {'format_version': FORMAT_VERSION,
+              'optimizer': self.optimizer.to_config(),
+              'columns': [c.to_config() for c in self.columns]}
+    # Written only when set, so that specs without them keep their JSON.
+    if self.oov_rows != oov.RANDOM:
+      config['oov_rows'] = self.oov_rows
+    if self.oov_rows_by_table:
+      config['oov_rows_by_table'] = dict(sorted(
+          self.oov_rows_by_table.items()))
+    return config
 
   def to_json(self, indent: Optional[int] = None) -> str:
     """Returns the spec as JSON text; see `to_config`."""
@@ -192,7 +226,9 @@ class EmbeddingSpec:
         optimizer = optimizers.EmbeddingOptimizer.from_config(
             config['optimizer'])
     with schema.at_field('columns'):
-      return cls(columns=tuple(columns), optimizer=optimizer)
+      return cls(columns=tuple(columns), optimizer=optimizer,
+                 oov_rows=config.get('oov_rows', oov.RANDOM),
+                 oov_rows_by_table=config.get('oov_rows_by_table', {}))
 
   @classmethod
   def from_dict(cls, config: Mapping[str, Any],
@@ -235,7 +271,8 @@ class EmbeddingSpec:
     """
     return resolution.resolve_columns(self.columns, self.optimizer,
                                       tf_transform_output,
-                                      max_sequence_lengths)
+                                      max_sequence_lengths,
+                                      oov_rows=self.oov_rows_of)
 
   def transform_vocabularies(self) -> Dict[str, str]:
     """`{feature_key: vocabulary_name}` of the Transform-vocabulary columns."""

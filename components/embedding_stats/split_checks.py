@@ -25,7 +25,9 @@ CHECK_UNSEEN_IDS = 'unseen_ids'
 _OOV_ROW_ADVICE = (
     'set frequency_threshold > 1 (or top_k) in compute_and_apply_vocabulary '
     'so that rare training tokens train the OOV rows, or start the OOV rows '
-    'at zero / set them after training to the mean of the trained rows')
+    'at zero / set them after training to the mean of the trained rows '
+    "(EmbeddingSpec oov_rows='zero' / 'mean_after_training'; see "
+    'docs/tuning_embeddings.md)')
 
 
 def _pct(share: float) -> str:

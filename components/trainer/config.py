@@ -62,6 +62,9 @@ class TrainingConfig:
       row kind or optimizer slots changed does: 'error' (refuse, the
       default) or 'fresh' (start it fresh, or keep its rows with fresh
       slots; logged). See ``components.trainer.warm_start``.
+    min_table_movement: the Trainer warns about a table whose touched rows
+      moved on average less than this share of their initial norm (see
+      ``components.trainer.health``); 0 turns the warning off.
   """
 
   model_fn: str
@@ -84,6 +87,7 @@ class TrainingConfig:
   embedding_engine: str = 'auto'
   warm_start_dense: bool = True
   warm_start_on_mismatch: str = 'error'
+  min_table_movement: float = 0.05
 
   def __post_init__(self):
     if isinstance(self.task, dict):
@@ -110,6 +114,9 @@ class TrainingConfig:
       if not isinstance(getattr(self, name), bool):
         raise ValueError(f'TrainingConfig.{name} must be true or false, got '
                          f'{getattr(self, name)!r}.')
+    if not 0 <= self.min_table_movement < 1:
+      raise ValueError('TrainingConfig.min_table_movement must be in [0, 1), '
+                       f'got {self.min_table_movement!r}.')
     if self.embedding_engine not in ('auto', 'v0', 'v1', 'v2'):
       raise ValueError("TrainingConfig.embedding_engine must be 'auto', 'v0', "
                        f"'v1' or 'v2', got {self.embedding_engine!r}.")

@@ -22,6 +22,7 @@ from absl import logging
 
 from components.trainer import backends
 from components.trainer import config as config_lib
+from components.trainer import health as health_lib
 from components.trainer import inputs
 from components.trainer import multihost
 from components.trainer import tasks
@@ -43,6 +44,7 @@ class TrainResult:
   engine: str
   dense_feature_keys: List[str]
   warm_start: Dict[str, Any] = dataclasses.field(default_factory=dict)
+  health: Dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 class BatchPreparer:
@@ -89,7 +91,7 @@ class _Progress:
         now - self._start_time, 1e-9)
     self.examples_per_second = overall
     left = (self._last_step - step) * self._batch_size / max(overall, 1e-9)
-    logging.info('step %d/%d  loss %.4f  %s examples/s  %s left', step,
+    logging.info('step %d/%d  mean loss %.4f  %s examples/s  %s left', step,
                  self._last_step, loss, f'{rate:,.0f}', _format_duration(left))
     with self._writer.as_default(step=step):
       tf.summary.scalar('loss', loss)
@@ -228,8 +230,10 @@ def train(config: config_lib.TrainingConfig,
         input_context=context).map(prepare)
 
   iterator = iter(backend.distribute_from_function(train_data))
+  health = health_lib.TrainingHealth(resolved_spec, backend.name,
+                                     config.min_table_movement)
   state = dict(step=global_step, embedding=backend.embedding, model=model,
-               dense_optimizer=dense_optimizer)
+               dense_optimizer=dense_optimizer, health=health)
   if backend.name == 'cpu':
     state['input'] = iterator  # Distributed TPU iterators are not saveable.
   checkpoint = tf.train.Checkpoint(**state)
@@ -241,11 +245,13 @@ def train(config: config_lib.TrainingConfig,
   if restored:
     resumed_from = int(global_step.numpy())
     logging.info('Resuming from %s at step %d.', restored, resumed_from)
-  elif warm_start_from is not None:
-    warm_report = warm_start_from.apply_to(
-        backend, model, resolved_spec, dense_keys, config, run_dir,
-        os.path.join(run_dir, LOG_DIR, 'train'),
-        train_data(tf.distribute.InputContext()))
+  else:
+    if warm_start_from is not None:
+      warm_report = warm_start_from.apply_to(
+          backend, model, resolved_spec, dense_keys, config, run_dir,
+          os.path.join(run_dir, LOG_DIR, 'train'),
+          train_data(tf.distribute.InputContext()))
+    health.copy_initial_values(health.live_tables(backend.embedding))
 
   step_fn = backend.train_step(model, dense_optimizer, task)
   writer = tf.summary.create_file_writer(os.path.join(run_dir, LOG_DIR,
@@ -256,19 +262,25 @@ def train(config: config_lib.TrainingConfig,
                        config.train_steps)
   loss = float('nan')
   guarded = None  # Tables and slots exist once the first step has run.
+  train_input = health.recording(iterator)  # One object: one trace.
   with backend.strategy.scope():
     while int(global_step.numpy()) < config.train_steps:
-      loss_tensor = step_fn(iterator)
+      loss_tensor = step_fn(train_input)
+      health.add_loss(loss_tensor)
       step = int(global_step.assign_add(1).numpy())
       guarded = guarded or named_state_variables(backend.embedding, model,
                                                  dense_optimizer)
-      loss = float(loss_tensor)
+      step_loss = float(loss_tensor)
       logged = step % config.log_every == 0 or step == config.train_steps
       saved = step % config.checkpoint_every == 0
-      if not np.isfinite(loss) or logged or saved:
-        check_finite(step, loss, guarded)
+      if not np.isfinite(step_loss) or logged or saved:
+        check_finite(step, step_loss, guarded)
       if logged:
+        loss = health.take_mean_loss()
         progress.update(step, loss)
+        tables = health.live_tables(backend.embedding, periodic=True)
+        if tables:
+          health.write_figures(health.figures(tables), writer, step)
       if saved and multihost.is_chief():
         manager.save(checkpoint_number=step)
       if on_step:
@@ -276,6 +288,10 @@ def train(config: config_lib.TrainingConfig,
   final_step = int(global_step.numpy())
   final_checkpoint = manager.latest_checkpoint
   if not final_checkpoint or not final_checkpoint.endswith(f'-{final_step}'):
+    final_checkpoint = manager.save(checkpoint_number=final_step)
+  health_figures = health.after_training(backend.embedding, final_checkpoint,
+                                         run_dir, writer, final_step)
+  if health_figures.pop('tables_changed'):
     final_checkpoint = manager.save(checkpoint_number=final_step)
   eval_data = inputs.make_dataset(
       eval_files, feature_spec, config.label_key, config.batch_size,
@@ -299,4 +315,5 @@ def train(config: config_lib.TrainingConfig,
       device=backend.device_description,
       engine=backend.engine,
       dense_feature_keys=dense_keys,
-      warm_start=warm_report)
+      warm_start=warm_report,
+      health=health_figures)

@@ -31,6 +31,7 @@ from components import embedding as emb
 from components.trainer import config as config_lib
 from components.trainer import export
 from components.trainer import labels
+from components.trainer import health as health_lib
 from components.trainer import loop
 from components.trainer import plan as plan_lib
 from components.trainer import tasks
@@ -49,7 +50,8 @@ class TrainingResult:
     steps: the optimizer step training ended at.
     resumed_from_step: the checkpoint step a crashed run resumed from (0 when
       it started fresh).
-    final_loss: the last logged training loss.
+    final_loss: the last logged training loss: the mean over the steps since
+      the previous progress line (up to ``log_every`` steps).
     examples_per_second: training throughput of this run.
     task: the task kind ('binary', 'multiclass', ...).
     eval_metrics: the task's metrics on the evaluation splits, plus
@@ -64,6 +66,10 @@ class TrainingResult:
     warm_start: per table rows kept / new / dropped and the share of
       training ids on warm rows, when the run started from a base model
       (see ``warm_start.report``); empty otherwise.
+    health: per-table figures at the end (``tables``: touched share, how far
+      touched rows moved, row-norm quantiles), the Trainer's warnings, the
+      OOV rows set after training and the statistics' warnings repeated at
+      the start (``statistics_warnings``); see ``health``.
   """
 
   steps: int
@@ -79,6 +85,7 @@ class TrainingResult:
   serving_model: str
   memory_plan: str = ''
   warm_start: Dict[str, Any] = dataclasses.field(default_factory=dict)
+  health: Dict[str, Any] = dataclasses.field(default_factory=dict)
 
   def to_json(self) -> str:
     return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
@@ -230,6 +237,7 @@ def run_training(config: config_lib.TrainingConfig,
   label_summaries = labels.check_labels(
       {**train_splits, **eval_splits}, list(train_splits), config.label_key,
       feature_spec, config.task)
+  statistics_warnings = health_lib.log_statistics_warnings(statistics)
   source = (warm_start.Source(base_model, warm_start_state.table_rows(
       resolved, transform_output)) if base_model else None)
   result = loop.train(config, resolved, feature_spec,
@@ -266,7 +274,8 @@ def run_training(config: config_lib.TrainingConfig,
       serving_model=serving_dir,
       memory_plan=plan,
       warm_start=result.warm_start or (
-          warm_start.load_report(run_dir) if base_model else {}))
+          warm_start.load_report(run_dir) if base_model else {}),
+      health=dict(result.health, statistics_warnings=statistics_warnings))
   training_result.save(run_dir)
   return training_result
 

@@ -38,11 +38,11 @@ from components.embedding_stats import features as features_lib
 
 _VOCABULARY_SIZE = 100_000
 FEATURES = [
-    features_lib.ResolvedFeature(
+    features_lib.MeasuredFeature(
         name='items', column='items$ragged_values', encoding='ragged',
         kind='vocabulary', is_sequence=True, num_ids=_VOCABULARY_SIZE + 1,
         vocabulary_size=_VOCABULARY_SIZE, num_oov_buckets=1),
-    features_lib.ResolvedFeature(
+    features_lib.MeasuredFeature(
         name='hours', column='hours', encoding='varlen', kind='identity',
         is_sequence=False, num_ids=24),
 ]

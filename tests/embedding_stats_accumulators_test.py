@@ -252,7 +252,7 @@ class TestDecoding:
     assert values.size == 0
 
   def test_absent_column_means_empty_rows(self):
-    feature = features_lib.ResolvedFeature(
+    feature = features_lib.MeasuredFeature(
         name='f', column='f$ragged_values', encoding='ragged',
         kind='identity', is_sequence=True, num_ids=3)
     batch = pa.RecordBatch.from_arrays(

@@ -19,11 +19,11 @@ from components.embedding_stats import features as features_lib
 from components.embedding_stats import sparsecore
 from components.embedding_stats import statistics
 
-SEQ = features_lib.ResolvedFeature(
+SEQ = features_lib.MeasuredFeature(
     name='seq', column='seq$ragged_values', encoding='ragged',
     kind='vocabulary', is_sequence=True, num_ids=6, vocabulary_size=5,
     num_oov_buckets=1)
-HOUR = features_lib.ResolvedFeature(
+HOUR = features_lib.MeasuredFeature(
     name='hour', column='hour', encoding='varlen', kind='identity',
     is_sequence=False, num_ids=24)
 FEATURES = [SEQ, HOUR]

@@ -23,7 +23,7 @@ from components.embedding_stats import config
 from components.embedding_stats import executor
 from components.embedding_stats import features as features_lib
 from components.embedding_stats import report
-from components.embedding_stats import spec
+from components.embedding_stats import component_spec
 from components.embedding_stats import statistics
 
 FEATURES = [
@@ -116,13 +116,13 @@ def transform_run(tmp_path_factory):
       beam_pipeline_args=['--direct_num_workers=1'],
       tmp_dir=os.path.join(root, 'tmp'))
   executor.Executor(context).Do(
-      {spec.TRANSFORMED_EXAMPLES_KEY: [examples],
-       spec.TRANSFORM_GRAPH_KEY: [graph]},
-      {spec.STATISTICS_KEY: [output]},
-      {spec.FEATURES_KEY: config.features_to_json(FEATURES),
-       spec.POLICY_KEY: config.policy_to_json(POLICY),
-       spec.SPARSECORE_TOPOLOGY_KEY: config.config_to_json(TOPOLOGY),
-       spec.CHECKS_KEY: config.config_to_json(CHECKS)})
+      {component_spec.TRANSFORMED_EXAMPLES_KEY: [examples],
+       component_spec.TRANSFORM_GRAPH_KEY: [graph]},
+      {component_spec.STATISTICS_KEY: [output]},
+      {component_spec.FEATURES_KEY: config.features_to_json(FEATURES),
+       component_spec.POLICY_KEY: config.policy_to_json(POLICY),
+       component_spec.SPARSECORE_TOPOLOGY_KEY: config.config_to_json(TOPOLOGY),
+       component_spec.CHECKS_KEY: config.config_to_json(CHECKS)})
   return splits, tft.TFTransformOutput(graph_uri), output
 
 
@@ -270,16 +270,16 @@ def test_component_construction():
                            'global_batch_size': 8},
       checks=CHECKS)
   assert config.topology_from_json(
-      stats_gen.exec_properties[spec.SPARSECORE_TOPOLOGY_KEY]) == TOPOLOGY
+      stats_gen.exec_properties[component_spec.SPARSECORE_TOPOLOGY_KEY]) == TOPOLOGY
   assert config.checks_from_json(
-      stats_gen.exec_properties[spec.CHECKS_KEY]) == CHECKS
+      stats_gen.exec_properties[component_spec.CHECKS_KEY]) == CHECKS
   assert config.features_from_json(
-      stats_gen.exec_properties[spec.FEATURES_KEY]) == FEATURES
+      stats_gen.exec_properties[component_spec.FEATURES_KEY]) == FEATURES
   assert config.policy_from_json(
-      stats_gen.exec_properties[spec.POLICY_KEY]) == POLICY
-  assert json.loads(stats_gen.exec_properties[spec.SPLITS_KEY]) == [
+      stats_gen.exec_properties[component_spec.POLICY_KEY]) == POLICY
+  assert json.loads(stats_gen.exec_properties[component_spec.SPLITS_KEY]) == [
       'eval', 'train']
-  assert stats_gen.outputs[spec.STATISTICS_KEY].type is (
+  assert stats_gen.outputs[component_spec.STATISTICS_KEY].type is (
       artifact.EmbeddingStatistics)
 
 
@@ -303,7 +303,7 @@ def test_component_rejects_bad_topology_and_checks_early():
   with pytest.raises(ValueError, match='oov_rate_skew'):
     component.EmbeddingStatsGen(checks='{"oov_rate_skew": -1}', **channels)
   stats_gen = component.EmbeddingStatsGen(**channels)
-  assert stats_gen.exec_properties[spec.SPARSECORE_TOPOLOGY_KEY] is None
+  assert stats_gen.exec_properties[component_spec.SPARSECORE_TOPOLOGY_KEY] is None
 
 
 def test_type_name_is_accepted_by_kubeflow_v2():

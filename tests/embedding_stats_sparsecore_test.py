@@ -187,7 +187,7 @@ def test_dataset_accumulator_feeds_the_sparsecore_accumulator():
 
 def test_table_layout_groups_and_checks_sizes():
   def feature(name, table, num_ids):
-    return features_lib.ResolvedFeature(
+    return features_lib.MeasuredFeature(
         name=name, column=name, encoding='varlen', kind='identity',
         is_sequence=False, num_ids=num_ids, table=table)
   tables, num_ids = sparsecore.table_layout(

@@ -14,10 +14,10 @@ from components.embedding_stats import split_checks
 from components.embedding_stats import statistics
 
 # Vocabulary of 10 tokens (ids 0-9) plus 2 OOV buckets (ids 10, 11).
-USERS = features_lib.ResolvedFeature(
+USERS = features_lib.MeasuredFeature(
     name='user', column='user', encoding='varlen', kind='vocabulary',
     is_sequence=False, num_ids=12, vocabulary_size=10, num_oov_buckets=2)
-HOUR = features_lib.ResolvedFeature(
+HOUR = features_lib.MeasuredFeature(
     name='hour', column='hour', encoding='varlen', kind='identity',
     is_sequence=False, num_ids=24)
 FEATURES = [USERS, HOUR]

@@ -7,7 +7,7 @@ PTransforms do not import TFX):
   ComputeEmbeddingStatistics, GenerateEmbeddingStatistics,
     ReadExamplesAsRecordBatches, RecommendSequenceLengths,
     EmbeddingStatsCombineFn: Beam.
-  resolve_features, ResolvedFeature: configs completed from a Transform output.
+  resolve_features, MeasuredFeature: configs completed from a Transform output.
   EmbeddingStatsGen: the TFX component; EmbeddingStatistics: its artifact.
   load_embedding_statistics: reads an artifact into an
     `EmbeddingStatisticsResult` (`recommended_max_sequence_lengths()`,
@@ -27,7 +27,7 @@ _EXPORTS = {
     'ReadExamplesAsRecordBatches': 'beam_stats',
     'RecommendSequenceLengths': 'beam_stats',
     'resolve_features': 'features',
-    'ResolvedFeature': 'features',
+    'MeasuredFeature': 'features',
     'EmbeddingStatsGen': 'component',
     'EmbeddingStatistics': 'artifact',
     'EmbeddingStatisticsResult': 'statistics',

@@ -42,7 +42,7 @@ class EmbeddingStatsCombineFn(beam.CombineFn):
   only adapts it to Beam.
   """
 
-  def __init__(self, features: Sequence[features_lib.ResolvedFeature],
+  def __init__(self, features: Sequence[features_lib.MeasuredFeature],
                topology: Optional[config.SparseCoreTopology] = None):
     self._features = tuple(features)
     self._topology = topology
@@ -106,7 +106,7 @@ def ReadExamplesAsRecordBatches(pipeline: beam.pvalue.PBegin,
 @beam.typehints.with_output_types(statistics.SplitStatistics)
 def ComputeEmbeddingStatistics(
     record_batches: beam.PCollection,
-    features: Sequence[features_lib.ResolvedFeature],
+    features: Sequence[features_lib.MeasuredFeature],
     topology: Optional[config.SparseCoreTopology] = None
 ) -> beam.PCollection:
   """Computes the statistics of one split; emits exactly one element.
@@ -128,7 +128,7 @@ def _count_warnings(warnings: Sequence[statistics.SplitWarning]) -> None:
 
 def build_result(
     splits: Mapping[str, statistics.SplitStatistics],
-    features: Sequence[features_lib.ResolvedFeature],
+    features: Sequence[features_lib.MeasuredFeature],
     policy: config.TruncationPolicy,
     topology: Optional[config.SparseCoreTopology] = None,
     checks: Optional[config.SplitChecks] = None
@@ -171,7 +171,7 @@ def build_result(
 @beam.typehints.with_output_types(statistics.EmbeddingStatisticsResult)
 def RecommendSequenceLengths(
     split_statistics: beam.PCollection,
-    features: Sequence[features_lib.ResolvedFeature],
+    features: Sequence[features_lib.MeasuredFeature],
     policy: config.TruncationPolicy,
     topology: Optional[config.SparseCoreTopology] = None,
     checks: Optional[config.SplitChecks] = None) -> beam.PCollection:
@@ -186,7 +186,7 @@ def RecommendSequenceLengths(
 @beam.typehints.with_output_types(statistics.EmbeddingStatisticsResult)
 def GenerateEmbeddingStatistics(
     pipeline: beam.pvalue.PBegin, file_patterns: Mapping[str, str],
-    features: Sequence[features_lib.ResolvedFeature],
+    features: Sequence[features_lib.MeasuredFeature],
     policy: config.TruncationPolicy, output_uri: str,
     topology: Optional[config.SparseCoreTopology] = None,
     checks: Optional[config.SplitChecks] = None) -> beam.PCollection:

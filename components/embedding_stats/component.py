@@ -10,7 +10,7 @@ from tfx.dsl.components.base import executor_spec
 from components.embedding_stats import artifact
 from components.embedding_stats import config
 from components.embedding_stats import executor
-from components.embedding_stats import spec
+from components.embedding_stats import component_spec
 
 
 def _as_json(value: Any, config_class: type) -> Optional[str]:
@@ -34,7 +34,7 @@ class EmbeddingStatsGen(base_beam_component.BaseBeamComponent):
   PNGs), read back with `load_embedding_statistics`.
   """
 
-  SPEC_CLASS = spec.EmbeddingStatsGenSpec
+  SPEC_CLASS = component_spec.EmbeddingStatsGenSpec
   EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(executor.Executor)
 
   def __init__(
@@ -74,7 +74,7 @@ class EmbeddingStatsGen(base_beam_component.BaseBeamComponent):
     config.topology_from_json(sparsecore_topology)
     checks = _as_json(checks, config.SplitChecks)
     config.checks_from_json(checks)
-    component_spec = spec.EmbeddingStatsGenSpec(
+    stats_spec = component_spec.EmbeddingStatsGenSpec(
         transformed_examples=transformed_examples,
         transform_graph=transform_graph,
         features=features,
@@ -83,4 +83,4 @@ class EmbeddingStatsGen(base_beam_component.BaseBeamComponent):
         sparsecore_topology=sparsecore_topology,
         checks=checks,
         statistics=types.Channel(type=artifact.EmbeddingStatistics))
-    super().__init__(spec=component_spec)
+    super().__init__(spec=stats_spec)

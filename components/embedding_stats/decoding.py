@@ -44,7 +44,7 @@ def list_lengths_and_values(array: pa.Array) -> Tuple[np.ndarray, np.ndarray]:
 
 def record_batch_columns(
     record_batch: pa.RecordBatch,
-    features: Sequence[features_lib.ResolvedFeature]
+    features: Sequence[features_lib.MeasuredFeature]
 ) -> Dict[str, Tuple[np.ndarray, np.ndarray]]:
   """Feature name -> (row lengths, flat ids) for one RecordBatch.
 

@@ -13,7 +13,7 @@ from components.embedding_stats import beam_stats
 from components.embedding_stats import config
 from components.embedding_stats import features as features_lib
 from components.embedding_stats import report
-from components.embedding_stats import spec
+from components.embedding_stats import component_spec
 from components.embedding_stats import statistics
 
 
@@ -45,22 +45,22 @@ class Executor(base_beam_executor.BaseBeamExecutor):
          exec_properties: Dict[str, Any]) -> None:
     self._log_startup(input_dict, output_dict, exec_properties)
     examples = artifact_utils.get_single_instance(
-        input_dict[spec.TRANSFORMED_EXAMPLES_KEY])
+        input_dict[component_spec.TRANSFORMED_EXAMPLES_KEY])
     transform_graph = artifact_utils.get_single_instance(
-        input_dict[spec.TRANSFORM_GRAPH_KEY])
+        input_dict[component_spec.TRANSFORM_GRAPH_KEY])
     output = artifact_utils.get_single_instance(
-        output_dict[spec.STATISTICS_KEY])
+        output_dict[component_spec.STATISTICS_KEY])
 
-    policy = config.policy_from_json(exec_properties.get(spec.POLICY_KEY))
+    policy = config.policy_from_json(exec_properties.get(component_spec.POLICY_KEY))
     topology = config.topology_from_json(
-        exec_properties.get(spec.SPARSECORE_TOPOLOGY_KEY))
-    checks = config.checks_from_json(exec_properties.get(spec.CHECKS_KEY))
+        exec_properties.get(component_spec.SPARSECORE_TOPOLOGY_KEY))
+    checks = config.checks_from_json(exec_properties.get(component_spec.CHECKS_KEY))
     features = features_lib.resolve_features(
-        config.features_from_json(exec_properties[spec.FEATURES_KEY]),
+        config.features_from_json(exec_properties[component_spec.FEATURES_KEY]),
         tft.TFTransformOutput(transform_graph.uri))
     splits = _select_splits(
         artifact_utils.decode_split_names(examples.split_names),
-        exec_properties.get(spec.SPLITS_KEY), policy, checks)
+        exec_properties.get(component_spec.SPLITS_KEY), policy, checks)
     file_patterns = {
         split: os.path.join(artifact_utils.get_split_uri([examples], split),
                             '*')

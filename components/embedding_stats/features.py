@@ -26,7 +26,7 @@ MAX_COUNTED_IDENTITY_BUCKETS = 1 << 20
 
 
 @dataclasses.dataclass(frozen=True)
-class ResolvedFeature:
+class MeasuredFeature:
   """A feature config completed with facts read from the Transform output.
 
   Attributes:
@@ -97,7 +97,7 @@ def _check_int_spec(name: str, spec: Any) -> None:
 
 
 def resolve_feature(feature: config.FeatureToMeasure, tf_transform_output: Any
-                    ) -> ResolvedFeature:
+                    ) -> MeasuredFeature:
   """Completes one config from a `tft.TFTransformOutput`."""
   feature_spec = tf_transform_output.transformed_feature_spec()
   if feature.name not in feature_spec:
@@ -111,7 +111,7 @@ def resolve_feature(feature: config.FeatureToMeasure, tf_transform_output: Any
                 kind=feature.kind, is_sequence=feature.is_sequence,
                 table=feature.table)
   if feature.kind == config.KIND_IDENTITY:
-    return ResolvedFeature(num_ids=feature.num_buckets, **common)
+    return MeasuredFeature(num_ids=feature.num_buckets, **common)
   # The embedding library's reading of the Transform output, so that the
   # statistics and the tables agree on sizes and OOV buckets.
   num_ids, num_oov_buckets, _ = resolution.transform_vocabulary_size(
@@ -119,11 +119,11 @@ def resolve_feature(feature: config.FeatureToMeasure, tf_transform_output: Any
           feature.name, feature.vocabulary_name,
           is_sequence=feature.is_sequence), tf_transform_output)
   vocabulary_size = num_ids - num_oov_buckets
-  return ResolvedFeature(num_ids=num_ids, vocabulary_size=vocabulary_size,
+  return MeasuredFeature(num_ids=num_ids, vocabulary_size=vocabulary_size,
                          num_oov_buckets=num_oov_buckets, **common)
 
 
 def resolve_features(features: Sequence[config.FeatureToMeasure],
-                     tf_transform_output: Any) -> List[ResolvedFeature]:
+                     tf_transform_output: Any) -> List[MeasuredFeature]:
   """Completes all configs; see `resolve_feature`."""
   return [resolve_feature(f, tf_transform_output) for f in features]

@@ -238,7 +238,7 @@ def table_layout(features: Sequence) -> Tuple[Dict[str, List[str]],
   """Table name -> features sorted by name, and table name -> rows.
 
   Args:
-    features: `ResolvedFeature`s.
+    features: `MeasuredFeature`s.
 
   Raises:
     ValueError: if features of one table disagree on the table's size.

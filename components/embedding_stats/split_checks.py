@@ -102,7 +102,7 @@ def _unseen_ids(name, resolved, train_split, split, train_counts,
 
 
 def split_warnings(splits: Mapping[str, statistics.SplitStatistics],
-                   features: Sequence[features_lib.ResolvedFeature],
+                   features: Sequence[features_lib.MeasuredFeature],
                    train_split: str, checks: config.SplitChecks
                    ) -> List[statistics.SplitWarning]:
   """All warnings, by feature, split and check.

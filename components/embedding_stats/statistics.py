@@ -302,7 +302,7 @@ class SplitStatistics:
 
 
 def feature_statistics(accumulator: accumulators.FeatureAccumulator,
-                       feature: features_lib.ResolvedFeature
+                       feature: features_lib.MeasuredFeature
                        ) -> FeatureStatistics:
   """Extracts the statistics of one feature from its accumulator."""
   vocabulary = identity = None
@@ -318,7 +318,7 @@ def feature_statistics(accumulator: accumulators.FeatureAccumulator,
 
 
 def split_statistics(accumulator: accumulators.DatasetAccumulator,
-                     features: Sequence[features_lib.ResolvedFeature]
+                     features: Sequence[features_lib.MeasuredFeature]
                      ) -> SplitStatistics:
   """Extracts the statistics of one split from its accumulator."""
   return SplitStatistics(
@@ -412,7 +412,7 @@ class EmbeddingStatisticsResult:
   to resolve `max_sequence_length='auto'`.
   """
   policy: config.TruncationPolicy
-  features: List[features_lib.ResolvedFeature]
+  features: List[features_lib.MeasuredFeature]
   splits: Dict[str, SplitStatistics]
   recommendations: Dict[str, Truncation]
   schema_version: int = SCHEMA_VERSION
@@ -498,7 +498,7 @@ class EmbeddingStatisticsResult:
           f'this code reads version {SCHEMA_VERSION}.')
     return cls(
         policy=config.policy_from_dict(values['policy']),
-        features=[features_lib.ResolvedFeature(**f)
+        features=[features_lib.MeasuredFeature(**f)
                   for f in values['features']],
         splits={name: SplitStatistics.from_dict(s)
                 for name, s in values['splits'].items()},

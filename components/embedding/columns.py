@@ -165,11 +165,6 @@ class EmbeddingColumn:
     return self.categorical_column.is_sequence
 
   @property
-  def is_shared(self) -> bool:
-    """Whether the column shares its table with other columns."""
-    return bool(self.shared_with)
-
-  @property
   def resolved_table_name(self) -> str:
     """The explicit table name, or the derived one."""
     return self.table_name or derive_table_name([self.name], shared=False)

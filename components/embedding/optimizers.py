@@ -77,11 +77,6 @@ class EmbeddingOptimizer:
     """The number of table-sized float32 slot variables the optimizer keeps."""
     return len(self.SLOT_NAMES)
 
-  def with_learning_rate(self, learning_rate: schedules.LearningRate
-                        ) -> 'EmbeddingOptimizer':
-    """Returns a copy whose learning rate is `learning_rate`."""
-    return dataclasses.replace(self, learning_rate=learning_rate)
-
   def _tf_kwargs(self) -> Dict[str, Any]:
     kwargs = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
     if not kwargs['low_dimensional_packing_status']:

@@ -9,8 +9,10 @@ import dataclasses
 import json
 from typing import Any, Dict, List, Optional, Sequence
 
-KIND_VOCABULARY = 'vocabulary'
-KIND_IDENTITY = 'identity'
+from components.embedding import ids
+
+KIND_VOCABULARY = ids.ROWS_VOCABULARY
+KIND_IDENTITY = ids.ROWS_IDENTITY
 _KINDS = (KIND_VOCABULARY, KIND_IDENTITY)
 
 

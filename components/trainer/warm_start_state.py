@@ -23,16 +23,20 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from components.embedding import categorical
+from components.embedding import ids
+
 STATE_DIR = 'warm_start'
 MANIFEST_FILE = 'manifest.json'
 VOCABULARY_DIR = 'vocabularies'
 CHECKPOINT_PREFIX = os.path.join('checkpoint', 'ckpt')
 FORMAT_VERSION = 1
-KIND_VOCABULARY = 'vocabulary'
-KIND_IDENTITY = 'identity'
+KIND_VOCABULARY = ids.ROWS_VOCABULARY
+KIND_IDENTITY = ids.ROWS_IDENTITY
 KIND_UNKNOWN = 'unknown'
-_VOCABULARY_KINDS = ('transform_vocabulary', 'vocabulary_list',
-                     'vocabulary_file')
+_VOCABULARY_KINDS = (categorical.TransformVocabularyColumn.KIND,
+                     categorical.VocabularyListColumn.KIND,
+                     categorical.VocabularyFileColumn.KIND)
 _VALUE = '.ATTRIBUTES/VARIABLE_VALUE'
 
 
@@ -96,7 +100,7 @@ def table_rows(resolved: Any, transform_output: Any) -> Dict[str, TableRows]:
     features = by_table.get(name, [])
     kinds = {f.kind for f in features}
     rows = table.vocabulary_size
-    if kinds == {'identity'}:
+    if kinds == {categorical.IdentityColumn.KIND}:
       result[name] = TableRows(KIND_IDENTITY, rows)
       continue
     sources = {_vocabulary_source(f) for f in features

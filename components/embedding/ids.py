@@ -40,18 +40,17 @@ follow TensorFlow:
 The dense shape of the ids is that of the input in both cases.
 """
 
-# What a table row means, for the parts that compare rows across runs or
-# splits (embedding statistics, warm start): a vocabulary token, or an id
-# used as it is.
-ROWS_VOCABULARY = 'vocabulary'
-ROWS_IDENTITY = 'identity'
-
-
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
 import tensorflow as tf
 
 from components.embedding import categorical
+
+# What a table row means, for the parts that compare rows across runs or
+# splits (embedding statistics, warm start): a vocabulary token, or an id
+# used as it is.
+ROWS_VOCABULARY = 'vocabulary'
+ROWS_IDENTITY = 'identity'
 
 SparseIds = Dict[str, tf.SparseTensor]
 SparseWeights = Dict[str, Optional[tf.SparseTensor]]

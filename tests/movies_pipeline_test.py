@@ -23,6 +23,7 @@ def first_run(tmp_path_factory):
 
 
 @pytest.mark.slow
+@pytest.mark.e2e
 def test_summary_describes_the_run(first_run):
   _, result = first_run
   with open(result['summary_path']) as f:
@@ -52,6 +53,7 @@ def test_summary_describes_the_run(first_run):
 
 
 @pytest.mark.slow
+@pytest.mark.e2e
 def test_rerun_takes_every_component_from_cache(first_run):
   args, result = first_run
   rerun = local_runner.run(args)

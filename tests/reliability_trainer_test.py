@@ -13,7 +13,6 @@ import tensorflow as tf
 import tensorflow_transform as tft
 from tfx.types import standard_artifacts
 
-from components.trainer import config as config_lib
 from components.trainer import executor as executor_lib
 from components.trainer import export
 from components.trainer import inputs
@@ -34,12 +33,9 @@ _LENGTHS_JSON_KEY = features.transformed_name(features.CAST)
 
 
 def _config(**overrides):
-  values = dict(model_fn='pipelines.movies.model.build_model',
-                label_key=features.TRANSFORMED_LABEL,
-                raw_label_key=features.LABEL, train_steps=8, batch_size=16,
-                checkpoint_every=4, log_every=4, shuffle_buffer=64, seed=3)
-  values.update(overrides)
-  return config_lib.TrainingConfig(**values)
+  return trainer_fixture.training_config(
+      **dict(dict(checkpoint_every=4, export_projector=True, seed=3),
+             **overrides))
 
 
 def _spec_json(train_steps):

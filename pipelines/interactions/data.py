@@ -48,7 +48,9 @@ class LogOptions:
         raise ValueError(f'LogOptions.{name} must be in [0, 1).')
 
 
-def _example(row: Dict[str, object]) -> bytes:
+def to_example(row: Dict[str, object]) -> bytes:
+  """A row as a serialized tf.Example; keys a row lacks are left out."""
+
   def strings(values: List[str]) -> tf.train.Feature:
     return tf.train.Feature(bytes_list=tf.train.BytesList(
         value=[v.encode() for v in values]))
@@ -56,14 +58,15 @@ def _example(row: Dict[str, object]) -> bytes:
   def ints(values: List[int]) -> tf.train.Feature:
     return tf.train.Feature(int64_list=tf.train.Int64List(value=values))
 
-  feature = {
-      features.USER: strings([row[features.USER]]),
-      features.ITEM: strings([row[features.ITEM]]),
-      features.CATEGORY: strings([row[features.CATEGORY]]),
-      features.HISTORY: strings(row[features.HISTORY]),
-      features.LABEL: ints([row[features.LABEL]]),
-      features.TIMESTAMP: ints([row[features.TIMESTAMP]]),
-  }
+  feature = {}
+  for key in (features.USER, features.ITEM, features.CATEGORY):
+    if key in row:
+      feature[key] = strings([row[key]])
+  if features.HISTORY in row:
+    feature[features.HISTORY] = strings(row[features.HISTORY])
+  for key in (features.LABEL, features.TIMESTAMP):
+    if key in row:
+      feature[key] = ints([row[key]])
   return tf.train.Example(features=tf.train.Features(
       feature=feature)).SerializeToString()
 
@@ -109,6 +112,6 @@ def write_log(directory: str, options: LogOptions = LogOptions()
     tf.io.gfile.makedirs(split_dir)
     with tf.io.TFRecordWriter(os.path.join(split_dir, FILE_NAME)) as writer:
       for row in rows:
-        writer.write(_example(row))
+        writer.write(to_example(row))
     counts[split] = len(rows)
   return counts

@@ -234,6 +234,11 @@ class CpuEmbedding(_embedding.TPUEmbeddingForServing):
     """Looks up `features`; see `embedding_lookup`."""
     return self.embedding_lookup(features, weights)
 
+  # The lookup and the update are plain TensorFlow code without tensor-
+  # dependent Python control flow: AutoGraph has nothing to convert in them,
+  # and converting them (and the TensorFlow code they call) took seconds of
+  # every trace of a training, evaluation or serving function.
+  @tf.autograph.experimental.do_not_convert
   def embedding_lookup(self,
                        features: Any,
                        weights: Optional[Any] = None) -> Any:
@@ -336,6 +341,7 @@ class CpuEmbedding(_embedding.TPUEmbeddingForServing):
     # are kept in the private `_variables` dict of its base class.
     return dict(self._variables[table.name])
 
+  @tf.autograph.experimental.do_not_convert
   def apply_gradients(
       self, gradients: Union[Sequence[Gradient], Mapping[TableKey, Gradient]]
   ) -> None:

@@ -232,6 +232,9 @@ class IdMapper(tf.Module):
       weights = tf.sparse.retain(weights, keep)
     return kept, weights
 
+  # Plain TensorFlow code without tensor-dependent Python control flow:
+  # AutoGraph would only spend tracing time converting it.
+  @tf.autograph.experimental.do_not_convert
   def __call__(self, inputs: Mapping[str, Any]
               ) -> Tuple[SparseIds, SparseWeights]:
     """Returns `(ids, weights)` keyed by feature key; see the module doc."""

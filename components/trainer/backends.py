@@ -45,10 +45,23 @@ class CpuBackend:
   name = 'cpu'
   engine = 'cpu'
 
-  def __init__(self, feature_config: Dict[str, Any], optimizer: Any):
+  def __init__(self, feature_config: Dict[str, Any], optimizer: Any,
+               validate_ids: bool = False):
+    """Builds the tables.
+
+    Args:
+      feature_config: the compiled feature configs.
+      optimizer: the global embedding optimizer.
+      validate_ids: whether every step asserts the ids' range again. Off by
+        default: the trainer's batches come from ``IdMapper``, which already
+        checks every id against its table on the host (in the input
+        pipeline, with an error naming the feature), so a second check in
+        the step would only cost time.
+    """
     self.strategy = tf.distribute.get_strategy()
     self.num_replicas = 1
-    self.embedding = cpu_embedding.CpuEmbedding(feature_config, optimizer)
+    self.embedding = cpu_embedding.CpuEmbedding(
+        feature_config, optimizer, validate_ids=validate_ids)
     devices = tf.config.list_logical_devices('GPU')
     self.device_description = (f'GPU ({devices[0].name})' if devices else
                                'CPU')
@@ -76,10 +89,17 @@ class CpuBackend:
       table_variables = self.embedding.trainable_variables
       gradients = tape.gradient(loss,
                                 table_variables + model.trainable_variables)
+      apply_gradients(gradients, table_variables)
+      return loss
+
+    # The optimizers hold no user code: tracing them without AutoGraph saves
+    # seconds per trace (AutoGraph converts tf_keras's optimizer code, which
+    # its rules do not skip). The model's call keeps AutoGraph.
+    @tf.autograph.experimental.do_not_convert
+    def apply_gradients(gradients, table_variables):
       self.embedding.apply_gradients(gradients[:len(table_variables)])
       dense_optimizer.apply_gradients(
           zip(gradients[len(table_variables):], model.trainable_variables))
-      return loss
 
     return step
 

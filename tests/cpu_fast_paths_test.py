@@ -9,10 +9,13 @@ scatter reference (`use_fused_kernels=False`).
 import numpy as np
 import pytest
 import tensorflow as tf
+import tf_keras
 
 from components.embedding import bag_lookup
 from components.embedding import cpu_embedding
 from components.embedding import tpu_update_rules
+from components.trainer import backends
+from components.trainer import tasks
 
 E = tf.tpu.experimental.embedding
 BATCH = 7
@@ -174,3 +177,77 @@ def test_fused_kernels_match_reference_rule(optimizer, use_function):
         'clip_weight_max'])
 def test_rules_without_an_exact_kernel_stay_plain(optimizer):
   assert tpu_update_rules.fused_kernel(optimizer) is None
+
+
+class _Tower(tf_keras.Model):
+  """Concatenated activations into one logit; its call needs AutoGraph."""
+
+  def __init__(self):
+    super().__init__()
+    self.dense = tf_keras.layers.Dense(1, kernel_initializer='ones')
+
+  def call(self, inputs, training=False):
+    embeddings = inputs['embeddings']
+    parts = [tf.reshape(embeddings[key],
+                        [-1, int(np.prod(embeddings[key].shape[1:]))])
+             for key in sorted(embeddings)]
+    logits = self.dense(tf.concat(parts, axis=1))
+    if tf.reduce_sum(logits) > 1e9:  # A tensor condition: AutoGraph's job.
+      logits = logits * 0.5
+    return logits
+
+
+def _step_config():
+  """Bags of every combiner and a sequence; Adagrad shared, one SGD table."""
+  shared = E.TableConfig(vocabulary_size=VOCABULARY, dim=DIM, combiner='mean',
+                         name='shared')
+  own = E.TableConfig(vocabulary_size=VOCABULARY, dim=3, combiner='sqrtn',
+                      optimizer=E.SGD(0.5), name='own')
+  return {'mean_bag': E.FeatureConfig(table=shared),
+          'other_bag': E.FeatureConfig(table=shared),
+          'sqrtn_bag': E.FeatureConfig(table=own),
+          'sequence': E.FeatureConfig(table=shared, max_sequence_length=2)}
+
+
+def _batches(count):
+  rng = np.random.default_rng(11)
+  return [({name: _ragged_rows(rng).to_sparse() for name in _step_config()},
+           {}, {}, tf.constant(rng.integers(0, 2, size=(BATCH, 1)),
+                               tf.float32)) for _ in range(count)]
+
+
+def _trained_tables(backend, batches):
+  tf_keras.utils.set_random_seed(3)
+  model = _Tower()
+  step = backend.train_step(model, tf_keras.optimizers.SGD(0.1),
+                            tasks.Task(tasks.TaskConfig()))
+  iterator = iter(tf.data.Dataset.from_tensors(batches[0]).concatenate(
+      tf.data.Dataset.from_tensors(batches[1])))
+  losses = [float(step(iterator)) for _ in batches]
+  tables = [v.numpy() for v in backend.embedding.trainable_variables]
+  slots = backend.embedding.slot_variables('shared')['accumulators'].numpy()
+  return losses, tables, slots, model.dense.kernel.numpy()
+
+
+def test_train_step_matches_the_plain_implementation(monkeypatch):
+  """The backend's step (fused lookups and kernels, optimizers traced without
+  AutoGraph, no device id check) trains as the plain implementation does."""
+  batches = _batches(2)
+  tf_keras.utils.set_random_seed(2)
+  fast = backends.CpuBackend(_step_config(), E.Adagrad(0.2))
+  assert not fast.embedding._settings.validate_ids  # pylint: disable=protected-access
+  got = _trained_tables(fast, batches)
+
+  monkeypatch.setattr(tpu_update_rules, 'fused_kernel', lambda _: None)
+  tf_keras.utils.set_random_seed(2)
+  plain = backends.CpuBackend(_step_config(), E.Adagrad(0.2),
+                              validate_ids=True)
+  plain.embedding = cpu_embedding.CpuEmbedding(
+      _step_config(), E.Adagrad(0.2), fused_bags=False)
+  expected = _trained_tables(plain, batches)
+  np.testing.assert_allclose(got[0], expected[0], rtol=1e-6)
+  for got_table, expected_table in zip(got[1], expected[1]):
+    np.testing.assert_allclose(got_table, expected_table, rtol=1e-5,
+                               atol=1e-6)
+  np.testing.assert_allclose(got[2], expected[2], rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(got[3], expected[3], rtol=1e-5, atol=1e-6)

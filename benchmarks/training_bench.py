@@ -17,7 +17,9 @@ tf.data), with the same batch size and the same Keras Adam on the dense layers:
 Two workloads: the demo's model and embedding spec on a real Transform output
 of synthetic movies (`prepare_movies`, `run_movies_case`), and one table of a
 growing vocabulary (`run_vocabulary_case`), where the cost of the embedding
-optimizer shows.
+optimizer shows. On the demo, the rest of a Trainer run is measured too: the
+input pipeline alone (`run_input_case`) and, in this product's case, the
+evaluation and the export after the timed steps (`_movies_fixed_costs`).
 """
 
 import os

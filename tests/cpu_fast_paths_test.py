@@ -11,8 +11,10 @@ import pytest
 import tensorflow as tf
 import tf_keras
 
+from components import embedding as emb
 from components.embedding import bag_lookup
 from components.embedding import cpu_embedding
+from components.embedding import ids as ids_lib
 from components.embedding import tpu_update_rules
 from components.trainer import backends
 from components.trainer import tasks
@@ -251,3 +253,25 @@ def test_train_step_matches_the_plain_implementation(monkeypatch):
                                atol=1e-6)
   np.testing.assert_allclose(got[2], expected[2], rtol=1e-5, atol=1e-6)
   np.testing.assert_allclose(got[3], expected[3], rtol=1e-5, atol=1e-6)
+
+
+def _identity_mapper(default_value=None):
+  column = emb.embedding_column(
+      emb.categorical_column_with_identity('bag', VOCABULARY,
+                                           default_value=default_value),
+      dimension=DIM)
+  return emb.EmbeddingSpec(columns=[column],
+                           optimizer=emb.Adagrad(0.1)).resolve().id_mapper()
+
+
+@pytest.mark.parametrize('kind', ['ragged', 'sparse_with_gaps'])
+def test_id_mapper_skips_renumbering_only_where_it_changes_nothing(kind):
+  """Ragged bags are right-ragged already: the mapper leaves out renumbering
+  and must give the indices the renumbering gives."""
+  rows = _ragged_rows(np.random.default_rng(4))
+  inputs = rows if kind == 'ragged' else _with_gaps(rows)
+  ids, _ = _identity_mapper()({'bag': inputs})
+  renumbered, _ = ids_lib._renumber_positions(ids, None)  # pylint: disable=protected-access
+  np.testing.assert_array_equal(ids.indices.numpy(),
+                                renumbered.indices.numpy())
+  np.testing.assert_array_equal(ids.values.numpy(), rows.flat_values.numpy())

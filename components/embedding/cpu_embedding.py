@@ -282,8 +282,7 @@ class CpuEmbedding(_embedding.TPUEmbeddingForServing):
     return tf.nest.pack_sequence_as(features, activations)
 
   def _prepared(self, features: Any, weights: Optional[Any]) -> Tuple[Any, Any]:
-    """Checks the ids' range and turns sparse bags that `bag_lookup` does
-    not take into ragged ones."""
+    """Checks the ids' range; sparse bags off the fused path become ragged."""
     config = self._settings.feature_config
     tf.nest.assert_same_structure(features, config)
     flat_features = tf.nest.flatten(features)

@@ -259,10 +259,15 @@ class TpuBackend:
                if name != 'parameters'}
       learning_rate = tpu_update_rules.evaluate_learning_rate(
           table.optimizer.learning_rate)
-      apply = (tpu_update_rules.apply_dense
-               if tpu_update_rules.is_dense(table.optimizer) else
-               tpu_update_rules.apply_sparse)
-      apply(table.optimizer, variable, slots, gradient, learning_rate)
+      if tpu_update_rules.is_dense(table.optimizer):
+        tpu_update_rules.apply_dense(table.optimizer, variable, slots,
+                                     gradient, learning_rate)
+      else:
+        # Replicated TPU variables: the gather/scatter rules, not the CPU's
+        # fused kernels (raw ops on replica handles, untested on a TPU).
+        tpu_update_rules.apply_sparse(table.optimizer, variable, slots,
+                                      gradient, learning_rate,
+                                      use_fused_kernels=False)
 
   def predict_step(self, model: Any) -> Callable[[Any], Tuple[tf.Tensor,
                                                               tf.Tensor]]:

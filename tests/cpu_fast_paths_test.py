@@ -255,11 +255,9 @@ def test_train_step_matches_the_plain_implementation(monkeypatch):
   np.testing.assert_allclose(got[3], expected[3], rtol=1e-5, atol=1e-6)
 
 
-def _identity_mapper(default_value=None):
+def _identity_mapper():
   column = emb.embedding_column(
-      emb.categorical_column_with_identity('bag', VOCABULARY,
-                                           default_value=default_value),
-      dimension=DIM)
+      emb.categorical_column_with_identity('bag', VOCABULARY), dimension=DIM)
   return emb.EmbeddingSpec(columns=[column],
                            optimizer=emb.Adagrad(0.1)).resolve().id_mapper()
 
@@ -270,7 +268,7 @@ def test_id_mapper_skips_renumbering_only_where_it_changes_nothing(kind):
   and must give the indices the renumbering gives."""
   rows = _ragged_rows(np.random.default_rng(4))
   inputs = rows if kind == 'ragged' else _with_gaps(rows)
-  ids, _ = _identity_mapper()({'bag': inputs})
+  ids = _identity_mapper()({'bag': inputs})[0]['bag']
   renumbered, _ = ids_lib._renumber_positions(ids, None)  # pylint: disable=protected-access
   np.testing.assert_array_equal(ids.indices.numpy(),
                                 renumbered.indices.numpy())

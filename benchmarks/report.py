@@ -228,7 +228,9 @@ def _movies(data, analysis) -> List[str]:
       'the tables and the model were built (after the data was cached); the '
       'memory plan (`resolved.memory_plan().total_bytes`: tables + optimizer '
       'slots) of these tiny synthetic vocabularies is a few KiB, so process '
-      'memory is dominated by TensorFlow itself and the traced step.')
+      'memory is dominated by TensorFlow itself and the traced step. This '
+      'product\'s peak also covers its evaluation and export, measured in the '
+      'same process after the timed steps (next section).')
   return lines + ['']
 
 

@@ -42,6 +42,7 @@ class Sizes:
   movies_eval_rows: int
   movies_batch_size: int
   movies_num_batches: int
+  movies_input_batches: int
   vocabulary_sizes: Tuple[int, ...]
   vocabulary_batch_size: int
   vocabulary_ids_per_row: int
@@ -60,7 +61,8 @@ class Sizes:
 FULL = Sizes(
     reps=5, warmup_steps=2, rep_seconds=0.4, min_steps=3, max_steps=200,
     movies_train_rows=2048, movies_eval_rows=128, movies_batch_size=256,
-    movies_num_batches=8, vocabulary_sizes=(10**4, 10**5, 10**6),
+    movies_num_batches=8, movies_input_batches=16,
+    vocabulary_sizes=(10**4, 10**5, 10**6),
     vocabulary_batch_size=512, vocabulary_ids_per_row=20,
     vocabulary_dimension=64, vocabulary_num_batches=8,
     stats_base_examples=3000, stats_scales=(1, 4, 16), stats_warmup=1,
@@ -69,7 +71,8 @@ FULL = Sizes(
 SMOKE = Sizes(
     reps=2, warmup_steps=1, rep_seconds=0.02, min_steps=2, max_steps=4,
     movies_train_rows=64, movies_eval_rows=16, movies_batch_size=16,
-    movies_num_batches=2, vocabulary_sizes=(1000,), vocabulary_batch_size=32,
+    movies_num_batches=2, movies_input_batches=2, vocabulary_sizes=(1000,),
+    vocabulary_batch_size=32,
     vocabulary_ids_per_row=5, vocabulary_dimension=8,
     vocabulary_num_batches=2, stats_base_examples=100, stats_scales=(1, 2),
     stats_warmup=0, one_worker=True, movies=False,
@@ -88,14 +91,18 @@ def movies_cases(sizes: Sizes, root: str) -> List[Dict[str, Any]]:
   cases = [{'kind': 'prepare_movies', 'root': movies_root,
             'train_rows': sizes.movies_train_rows,
             'eval_rows': sizes.movies_eval_rows}]
+  data = {'root': movies_root,
+          'examples_dir': os.path.join(movies_root, 'examples'),
+          'transform_dir': os.path.join(movies_root, 'transform_graph'),
+          'batch_size': sizes.movies_batch_size}
+  cases.append({'kind': 'input_movies', 'optimizer': OPTIMIZERS[0],
+                'input_batches': sizes.movies_input_batches,
+                'reps': sizes.reps, **data})
   for optimizer in OPTIMIZERS:
     for route in ROUTES:
       cases.append({
           'kind': 'train_movies', 'route': route, 'optimizer': optimizer,
-          'examples_dir': os.path.join(movies_root, 'examples'),
-          'transform_dir': os.path.join(movies_root, 'transform_graph'),
-          'batch_size': sizes.movies_batch_size,
-          'num_batches': sizes.movies_num_batches, **_timing(sizes)})
+          'num_batches': sizes.movies_num_batches, **data, **_timing(sizes)})
   return cases
 
 

@@ -17,13 +17,15 @@ tf.data), with the same batch size and the same Keras Adam on the dense layers:
 Two workloads: the demo's model and embedding spec on a real Transform output
 of synthetic movies (`prepare_movies`, `run_movies_case`), and one table of a
 growing vocabulary (`run_vocabulary_case`), where the cost of the embedding
-optimizer shows.
+optimizer shows. On the demo, the rest of a Trainer run is measured too: the
+input pipeline alone (`run_input_case`) and, in this product's case, the
+evaluation and the export after the timed steps (`_movies_fixed_costs`).
 """
 
 import os
 import sys
 import time
-from typing import Any, Callable, Dict, List, Mapping, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -204,6 +206,7 @@ def _product_step(resolved: Any, model: Any, dense_optimizer: Any) -> StepFn:
     global_step.assign_add(1)
     return loss
 
+  run.backend = backend  # For the fixed costs measured after the steps.
   return run
 
 
@@ -293,13 +296,21 @@ def time_steps(step: StepFn, iterator: Any, batch_size: int,
 
 
 def _train_and_time(case: Mapping[str, Any], resolved: Any, iterator: Any,
-                    dense_keys: List[str]) -> Dict[str, Any]:
-  """Builds the route's model and step, and times it (memory included)."""
+                    dense_keys: List[str],
+                    fixed_costs: Optional[Callable[[Any, Any], Dict[str, Any]]]
+                    = None) -> Dict[str, Any]:
+  """Builds the route's model and step, and times it (memory included).
+
+  `fixed_costs(backend, model)`, for this product's route, times the
+  Trainer's other once-per-run work after the steps.
+  """
   tf_keras.utils.set_random_seed(0)
   rss_before = measure.current_rss_bytes()
   model = model_lib.build_model(resolved, dense_keys)
   step = make_step(case['route'], resolved, case['optimizer'], model)
   result = time_steps(step, iterator, case['batch_size'], case)
+  if fixed_costs is not None and case['route'] == ROUTE_PRODUCT:
+    result['fixed_costs'] = fixed_costs(step.backend, model)
   result['rss_before_model_bytes'] = rss_before
   result['memory_plan_bytes'] = resolved.memory_plan().total_bytes
   return result
@@ -315,23 +326,89 @@ def _movies_resolved(case: Mapping[str, Any], output: Any) -> Any:
           features.transformed_name(features.CAST): MOVIES_CAST_LENGTH})
 
 
-def run_movies_case(case: Mapping[str, Any]) -> Dict[str, Any]:
-  """The demo model and spec on the synthetic movies' Transform output."""
+def _movies_inputs(case: Mapping[str, Any]) -> Tuple[Any, Any, Any, List[str]]:
+  """(Transform output, resolved spec, feature spec, dense keys)."""
   import tensorflow_transform as tft  # pylint: disable=g-import-not-at-top
   output = tft.TFTransformOutput(case['transform_dir'])
   resolved = _movies_resolved(case, output)
   feature_spec = output.transformed_feature_spec()
   dense_keys = inputs.dense_feature_keys(
       feature_spec, features.TRANSFORMED_LABEL, list(resolved.features))
-  dataset = inputs.make_dataset(
+  return output, resolved, feature_spec, dense_keys
+
+
+def _movies_dataset(case: Mapping[str, Any], resolved: Any, feature_spec: Any,
+                    dense_keys: List[str], split: str = 'train'
+                   ) -> tf.data.Dataset:
+  """The trainer's input pipeline: read, parse, batch, map ids."""
+  training = split == 'train'
+  return inputs.make_dataset(
       inputs.split_files(
-          [_trainer_fixture().examples_artifact(case['examples_dir'])], ['train']),
-      feature_spec,
-      features.TRANSFORMED_LABEL, case['batch_size'], training=True,
-      shuffle_buffer=1024, seed=0)
-  dataset = dataset.map(loop.BatchPreparer(resolved.id_mapper(), dense_keys))
-  iterator = materialize(dataset, case['num_batches'])
-  return _train_and_time(case, resolved, iterator, dense_keys)
+          [_trainer_fixture().examples_artifact(case['examples_dir'])],
+          [split]),
+      feature_spec, features.TRANSFORMED_LABEL, case['batch_size'],
+      training=training, shuffle_buffer=1024, seed=0,
+      drop_remainder=training).map(
+          loop.BatchPreparer(resolved.id_mapper(), dense_keys))
+
+
+def _movies_fixed_costs(case: Mapping[str, Any], output: Any, resolved: Any,
+                        feature_spec: Any, dense_keys: List[str]
+                       ) -> Callable[[Any, Any], Dict[str, Any]]:
+  """Times the Trainer's evaluation and export as `training` runs them."""
+  from components.trainer import export  # pylint: disable=g-import-not-at-top
+
+  def measure_costs(backend: Any, model: Any) -> Dict[str, Any]:
+    task = tasks.Task(tasks.TaskConfig())
+    start = time.perf_counter()
+    loop.evaluate(backend, model, task, backend.distribute(
+        _movies_dataset(case, resolved, feature_spec, dense_keys, 'eval')))
+    evaluation = time.perf_counter() - start
+    root = os.path.join(case['root'], f'export_{case["optimizer"]}')
+    checkpoint = tf.train.Checkpoint(embedding=backend.embedding,
+                                     model=model).save(
+                                         os.path.join(root, 'ckpt'))
+    start = time.perf_counter()
+    tables = export.restore_tables(
+        resolved.compile(tf.Variable(0, dtype=tf.int64)), checkpoint)
+    export.export_serving_model(os.path.join(root, 'serving'), tables, model,
+                                resolved.id_mapper(), output, [], dense_keys,
+                                task)
+    return {'evaluation_seconds': evaluation,
+            'export_seconds': time.perf_counter() - start}
+
+  return measure_costs
+
+
+def run_movies_case(case: Mapping[str, Any]) -> Dict[str, Any]:
+  """The demo model and spec on the synthetic movies' Transform output."""
+  output, resolved, feature_spec, dense_keys = _movies_inputs(case)
+  iterator = materialize(
+      _movies_dataset(case, resolved, feature_spec, dense_keys),
+      case['num_batches'])
+  return _train_and_time(
+      case, resolved, iterator, dense_keys,
+      _movies_fixed_costs(case, output, resolved, feature_spec, dense_keys))
+
+
+def run_input_case(case: Mapping[str, Any]) -> Dict[str, Any]:
+  """The demo's input pipeline alone, in examples/s (no training).
+
+  Reads the gzipped transformed examples, shuffles, batches, parses and maps
+  ids (`BatchPreparer`) exactly as `loop.train` does, for
+  case['input_batches'] batches per repetition after one warm-up batch.
+  """
+  _, resolved, feature_spec, dense_keys = _movies_inputs(case)
+  iterator = iter(_movies_dataset(case, resolved, feature_spec, dense_keys))
+  next(iterator)
+  throughput = []
+  for _ in range(case['reps']):
+    start = time.perf_counter()
+    for _ in range(case['input_batches']):
+      next(iterator)
+    throughput.append(case['input_batches'] * case['batch_size'] /
+                      (time.perf_counter() - start))
+  return {'examples_per_second': measure.summarize(throughput)}
 
 
 def vocabulary_spec(vocabulary_size: int, dimension: int,

@@ -26,6 +26,7 @@ from benchmarks import measure  # pylint: disable=g-import-not-at-top
 _RUNNERS = {
     'prepare_movies': ('benchmarks.training_bench', 'prepare_movies'),
     'train_movies': ('benchmarks.training_bench', 'run_movies_case'),
+    'input_movies': ('benchmarks.training_bench', 'run_input_case'),
     'train_vocab': ('benchmarks.training_bench', 'run_vocabulary_case'),
     'prepare_stats': ('benchmarks.embedding_stats_bench', 'prepare_inputs'),
     'stats': ('benchmarks.embedding_stats_bench', 'run_case'),

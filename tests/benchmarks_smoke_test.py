@@ -37,6 +37,8 @@ def _check_result(result):
     assert _sane_summary(result['step_ms']), result
     assert math.isfinite(result['final_loss']), result
     assert measure.is_sane(result['memory_plan_bytes']), result
+  elif kind == 'input_movies':
+    assert _sane_summary(result['examples_per_second']), result
   elif kind == 'stats':
     assert _sane_summary(result['seconds']), result
     assert _sane_summary(result['examples_per_second']), result
@@ -132,3 +134,24 @@ def test_oov_rows_section_reports_both_modes():
   assert '| `zero` | 1.5548 | 0.4184 |' in text
   assert 'untrained_oov_buckets user_id_xf' in text
   assert report._oov_rows({'results': []}) == []  # pylint: disable=protected-access
+
+
+def _summary(value):
+  return measure.summarize([value, value])
+
+
+def test_report_relates_input_rate_and_fixed_costs_to_training():
+  product = {'case': {'kind': 'train_movies', 'route': 'product',
+                      'optimizer': 'adam'},
+             'examples_per_second': _summary(1000.0), 'step_ms': _summary(1.0),
+             'steps_per_rep': 3, 'first_step_seconds': 4.0,
+             'fixed_costs': {'evaluation_seconds': 2.5,
+                             'export_seconds': 7.0}}
+  pipeline = {'case': {'kind': 'input_movies', 'optimizer': 'adagrad'},
+              'examples_per_second': _summary(3500.0)}
+  data = {'results': [product, pipeline],
+          'sizes': {'movies_input_batches': 16, 'movies_batch_size': 256}}
+  analysis = report.analyze(data)
+  assert analysis['input_ratio'] == {'adam': 3.5}
+  text = '\n'.join(report._fixed_costs(data, analysis))  # pylint: disable=protected-access
+  assert '| adam | 1,000 | 3.50× | 4.0 | 2.5 | 7.0 |' in text

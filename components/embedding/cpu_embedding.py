@@ -16,6 +16,8 @@ TPU:
   `tf.RaggedTensor`s: on a SparseTensor that function looks up id 0 for each
   empty row, which would hand row 0 a zero gradient (lazy Adam and FTRL would
   then move it, unlike a TPU), and it drops ids whose weight is not positive.
+  Unweighted bags (rank-2 sparse or ragged ids) skip both: `bag_lookup` reduces
+  their rows in one fused op each, with the same combiners (the speed path).
 * Training: `apply_gradients` applies each table's embedding optimizer with the
   TPU's update rules, as sparse updates of the rows a batch touched (see
   `tpu_update_rules`); Keras optimizers follow other rules.
@@ -46,6 +48,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import tensorflow as tf
 
+from components.embedding import bag_lookup
 from components.embedding import tpu_update_rules
 
 _embedding = tf.tpu.experimental.embedding
@@ -61,6 +64,7 @@ class _Settings:
   tables: Tuple[Any, ...]
   feature_names: Tuple[str, ...]
   validate_ids: bool
+  fused_bags: bool
 
 
 def _ordered_tables(feature_config: Any) -> Tuple[Any, ...]:
@@ -191,7 +195,8 @@ class CpuEmbedding(_embedding.TPUEmbeddingForServing):
   def __init__(self,
                feature_config: Any,
                optimizer: Optional[Any] = None,
-               validate_ids: bool = True):
+               validate_ids: bool = True,
+               fused_bags: bool = True):
     """Creates the embedding; its variables are built on first use.
 
     Args:
@@ -203,6 +208,10 @@ class CpuEmbedding(_embedding.TPUEmbeddingForServing):
         tables, which then cannot be trained.
       validate_ids: whether each lookup asserts that the ids lie in
         `[0, vocabulary_size)`, failing with an error that names the feature.
+        Leave it on unless the ids were checked before (as `IdMapper` does).
+      fused_bags: whether unweighted bags are looked up with one fused op
+        each (`bag_lookup`); False keeps `serving_embedding_lookup` for every
+        feature (the reference the fused path is tested against).
 
     Raises:
       NotImplementedError: an option these rules cannot reproduce (see
@@ -218,12 +227,18 @@ class CpuEmbedding(_embedding.TPUEmbeddingForServing):
         feature_config=feature_config,
         tables=tables,
         feature_names=_feature_names(feature_config),
-        validate_ids=validate_ids)
+        validate_ids=validate_ids,
+        fused_bags=fused_bags)
 
   def __call__(self, features: Any, weights: Optional[Any] = None) -> Any:
     """Looks up `features`; see `embedding_lookup`."""
     return self.embedding_lookup(features, weights)
 
+  # The lookup and the update are plain TensorFlow code without tensor-
+  # dependent Python control flow: AutoGraph has nothing to convert in them,
+  # and converting them (and the TensorFlow code they call) took seconds of
+  # every trace of a training, evaluation or serving function.
+  @tf.autograph.experimental.do_not_convert
   def embedding_lookup(self,
                        features: Any,
                        weights: Optional[Any] = None) -> Any:
@@ -242,12 +257,32 @@ class CpuEmbedding(_embedding.TPUEmbeddingForServing):
       feature (zero padded, truncated), `[..., dim]` for a dense input.
     """
     features, weights = self._prepared(features, weights)
-    return _embedding.serving_embedding_lookup(features, weights,
-                                               self.embedding_tables,
-                                               self._settings.feature_config)
+    if not self._settings.fused_bags:
+      return _embedding.serving_embedding_lookup(
+          features, weights, self.embedding_tables,
+          self._settings.feature_config)
+    return self._lookup_each(features, weights)
+
+  def _lookup_each(self, features: Any, weights: Optional[Any]) -> Any:
+    """Unweighted bags with `bag_lookup`, the rest as serving lookups."""
+    flat_features = tf.nest.flatten(features)
+    flat_weights = (tf.nest.flatten(weights) if weights is not None else
+                    [None] * len(flat_features))
+    tables = self.embedding_tables
+    activations = []
+    for inputs, weight, feature in zip(flat_features, flat_weights,
+                                       tf.nest.flatten(
+                                           self._settings.feature_config)):
+      if bag_lookup.is_fused_bag(inputs, weight, feature):
+        activations.append(bag_lookup.lookup_bag(
+            tables[feature.table], inputs, feature.table.combiner))
+      else:
+        activations.append(_embedding.serving_embedding_lookup(
+            inputs, weight, tables, feature))
+    return tf.nest.pack_sequence_as(features, activations)
 
   def _prepared(self, features: Any, weights: Optional[Any]) -> Tuple[Any, Any]:
-    """Checks the ids' range and turns sparse bags into ragged ones."""
+    """Checks the ids' range; sparse bags off the fused path become ragged."""
     config = self._settings.feature_config
     tf.nest.assert_same_structure(features, config)
     flat_features = tf.nest.flatten(features)
@@ -261,7 +296,11 @@ class CpuEmbedding(_embedding.TPUEmbeddingForServing):
                                              self._settings.feature_names):
       if self._settings.validate_ids:
         inputs = _validated_input(inputs, feature, name)
-      prepared.append(_sparse_bag_as_ragged(inputs, weight, feature))
+      if self._settings.fused_bags and bag_lookup.is_fused_bag(
+          inputs, weight, feature):
+        prepared.append((inputs, weight))  # Looked up as it is: no ragged.
+      else:
+        prepared.append(_sparse_bag_as_ragged(inputs, weight, feature))
     features = tf.nest.pack_sequence_as(features, [p[0] for p in prepared])
     if weights is not None:
       weights = tf.nest.pack_sequence_as(weights, [p[1] for p in prepared])
@@ -301,6 +340,7 @@ class CpuEmbedding(_embedding.TPUEmbeddingForServing):
     # are kept in the private `_variables` dict of its base class.
     return dict(self._variables[table.name])
 
+  @tf.autograph.experimental.do_not_convert
   def apply_gradients(
       self, gradients: Union[Sequence[Gradient], Mapping[TableKey, Gradient]]
   ) -> None:

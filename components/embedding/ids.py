@@ -220,9 +220,13 @@ class IdMapper(tf.Module):
                        f'missing; the inputs have {sorted(inputs)}.')
       weights = _weights_like(inputs[feature.weight_key], sparse, key,
                               feature.weight_key)
-    if feature.default_value == -1:
+    dropped = feature.default_value == -1
+    if dropped:
       ids, weights = self._drop_unknown(feature, ids, weights)
-    if not feature.is_sequence:
+    # A RaggedTensor's `to_sparse` numbers each row 0, 1, ... already: unless
+    # ids were dropped, renumbering would rebuild the same indices.
+    right_ragged = isinstance(inputs[key], tf.RaggedTensor) and not dropped
+    if not feature.is_sequence and not right_ragged:
       ids, weights = _renumber_positions(ids, weights)
     return ids, weights
 
@@ -238,6 +242,9 @@ class IdMapper(tf.Module):
       weights = tf.sparse.retain(weights, keep)
     return kept, weights
 
+  # Plain TensorFlow code without tensor-dependent Python control flow:
+  # AutoGraph would only spend tracing time converting it.
+  @tf.autograph.experimental.do_not_convert
   def __call__(self, inputs: Mapping[str, Any]
               ) -> Tuple[SparseIds, SparseWeights]:
     """Returns `(ids, weights)` keyed by feature key; see the module doc."""

@@ -373,9 +373,52 @@ def sum_duplicates(
   return ids, grads
 
 
+def _fused_sgd(table: tf.Variable, slots: Mapping[str, tf.Variable],
+               ids: tf.Tensor, grads: tf.Tensor, lr: tf.Tensor) -> None:
+  """`w = w - lr * g` on the distinct rows, in one scatter op."""
+  del slots
+  table.scatter_sub(tf.IndexedSlices(lr * grads, ids))
+
+
+def _fused_adagrad(table: tf.Variable, slots: Mapping[str, tf.Variable],
+                   ids: tf.Tensor, grads: tf.Tensor, lr: tf.Tensor) -> None:
+  """TensorFlow's sparse Adagrad kernel on the distinct rows.
+
+  `ResourceSparseApplyAdagrad` computes `accum += g * g;
+  w -= lr * g * rsqrt(accum)` row by row: the TPU's rule (no epsilon) once the
+  duplicates are summed, which the caller has done (the kernel alone would
+  apply each duplicate in turn).
+  """
+  tf.raw_ops.ResourceSparseApplyAdagrad(
+      var=table.handle, accum=slots['accumulators'].handle, lr=lr, grad=grads,
+      indices=ids, use_locking=False, update_slots=True)
+
+
+_FusedKernel = Callable[..., None]
+_FUSED: Dict[type, _FusedKernel] = {
+    _embedding.SGD: _fused_sgd,
+    _embedding.Adagrad: _fused_adagrad,
+}
+
+
+def fused_kernel(optimizer) -> Optional[_FusedKernel]:
+  """A one-op update exactly equal to `update_rows` for `optimizer`, or None.
+
+  Only for the rules TensorFlow has a kernel for (SGD, Adagrad) and without
+  the options such kernels lack: weight decay and weight clipping. Gradient
+  clipping is applied before the kernel, as in `update_rows`.
+  """
+  if optimizer.weight_decay_factor or (
+      optimizer.clip_weight_min is not None or
+      optimizer.clip_weight_max is not None):
+    return None
+  return _FUSED.get(type(optimizer))
+
+
 def apply_sparse(optimizer, table: tf.Variable, slots: Mapping[str,
                                                                tf.Variable],
-                 gradient: tf.IndexedSlices, lr: tf.Tensor) -> None:
+                 gradient: tf.IndexedSlices, lr: tf.Tensor,
+                 use_fused_kernels: bool = True) -> None:
   """Updates only the rows of `table` and `slots` that `gradient` touches.
 
   Args:
@@ -384,8 +427,17 @@ def apply_sparse(optimizer, table: tf.Variable, slots: Mapping[str,
     slots: its slot variables, keyed by slot name.
     gradient: the table's gradient; duplicate ids are summed first.
     lr: the learning rate, a float32 scalar.
+    use_fused_kernels: whether to use TensorFlow's fused kernel where one
+      computes exactly this rule (`fused_kernel`); False always gathers the
+      rows, applies `update_rows` and scatters them back (the reference).
   """
   ids, grads = sum_duplicates(gradient)
+  kernel = fused_kernel(optimizer) if use_fused_kernels else None
+  if kernel is not None:
+    grads = _clip(grads, optimizer.clip_gradient_min,
+                  optimizer.clip_gradient_max)
+    kernel(table, slots, ids, grads, lr)
+    return
   params = tf.gather(table, ids)
   slot_rows = {name: tf.gather(var, ids) for name, var in slots.items()}
   params, slot_rows = update_rows(optimizer, params, slot_rows, grads, lr)

@@ -45,10 +45,23 @@ class CpuBackend:
   name = 'cpu'
   engine = 'cpu'
 
-  def __init__(self, feature_config: Dict[str, Any], optimizer: Any):
+  def __init__(self, feature_config: Dict[str, Any], optimizer: Any,
+               validate_ids: bool = False):
+    """Builds the tables.
+
+    Args:
+      feature_config: the compiled feature configs.
+      optimizer: the global embedding optimizer.
+      validate_ids: whether every step asserts the ids' range again. Off by
+        default: the trainer's batches come from ``IdMapper``, which already
+        checks every id against its table on the host (in the input
+        pipeline, with an error naming the feature), so a second check in
+        the step would only cost time.
+    """
     self.strategy = tf.distribute.get_strategy()
     self.num_replicas = 1
-    self.embedding = cpu_embedding.CpuEmbedding(feature_config, optimizer)
+    self.embedding = cpu_embedding.CpuEmbedding(
+        feature_config, optimizer, validate_ids=validate_ids)
     devices = tf.config.list_logical_devices('GPU')
     self.device_description = (f'GPU ({devices[0].name})' if devices else
                                'CPU')
@@ -76,10 +89,17 @@ class CpuBackend:
       table_variables = self.embedding.trainable_variables
       gradients = tape.gradient(loss,
                                 table_variables + model.trainable_variables)
+      apply_gradients(gradients, table_variables)
+      return loss
+
+    # The optimizers hold no user code: tracing them without AutoGraph saves
+    # seconds per trace (AutoGraph converts tf_keras's optimizer code, which
+    # its rules do not skip). The model's call keeps AutoGraph.
+    @tf.autograph.experimental.do_not_convert
+    def apply_gradients(gradients, table_variables):
       self.embedding.apply_gradients(gradients[:len(table_variables)])
       dense_optimizer.apply_gradients(
           zip(gradients[len(table_variables):], model.trainable_variables))
-      return loss
 
     return step
 
@@ -239,10 +259,15 @@ class TpuBackend:
                if name != 'parameters'}
       learning_rate = tpu_update_rules.evaluate_learning_rate(
           table.optimizer.learning_rate)
-      apply = (tpu_update_rules.apply_dense
-               if tpu_update_rules.is_dense(table.optimizer) else
-               tpu_update_rules.apply_sparse)
-      apply(table.optimizer, variable, slots, gradient, learning_rate)
+      if tpu_update_rules.is_dense(table.optimizer):
+        tpu_update_rules.apply_dense(table.optimizer, variable, slots,
+                                     gradient, learning_rate)
+      else:
+        # Replicated TPU variables: the gather/scatter rules, not the CPU's
+        # fused kernels (raw ops on replica handles, untested on a TPU).
+        tpu_update_rules.apply_sparse(table.optimizer, variable, slots,
+                                      gradient, learning_rate,
+                                      use_fused_kernels=False)
 
   def predict_step(self, model: Any) -> Callable[[Any], Tuple[tf.Tensor,
                                                               tf.Tensor]]:

@@ -234,11 +234,10 @@ def test_on_bad_value_choices_are_checked_at_definition():
 # --- Serving: NaN and infinity, and bytes that are no tf.Example -------------
 
 @pytest.fixture(scope='module')
-def serving(tmp_path_factory):
+def serving(tmp_path_factory, movies_transform):
   """A briefly trained movies serving model (raw tf.Examples in)."""
   root = str(tmp_path_factory.mktemp('serving'))
-  examples_dir, transform_dir = trainer_fixture.build_transform_output(
-      root, train_rows=96, eval_rows=32)
+  examples_dir, transform_dir = movies_transform
   serving_dir = trainer_fixture.train_serving_model(examples_dir,
                                                     transform_dir, root)
   return tf.saved_model.load(serving_dir).signatures['serving_default']

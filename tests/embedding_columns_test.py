@@ -498,7 +498,7 @@ def test_numpy_integers_are_accepted_where_tensorflow_takes_ints():
      "num_buckets 0 < 1, column_name 'i'"),
     (lambda: emb.embedding_column(
         emb.categorical_column_with_identity('i', 5), np.float32(4)),
-     'must be an int > 0, got 4.0 of type float32'),
+     r'must be an int > 0, got \S*4.0\S* of type float32'),
     (lambda: emb.categorical_column_with_vocabulary_list(
         'w', ['a'], num_oov_buckets='2'), "'2' of type str"),
     (lambda: emb.categorical_column_with_vocabulary_file(

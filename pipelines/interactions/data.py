@@ -13,6 +13,7 @@ users, as in a time-split production log).
 """
 
 import dataclasses
+import json
 import os
 from typing import Dict, List
 
@@ -23,6 +24,7 @@ from pipelines.interactions import features
 
 SPLITS = ('train', 'eval')
 FILE_NAME = 'interactions.tfrecord'
+OPTIONS_FILE = 'options.json'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,3 +117,22 @@ def write_log(directory: str, options: LogOptions = LogOptions()
         writer.write(to_example(row))
     counts[split] = len(rows)
   return counts
+
+
+def ensure_log(directory: str, options: LogOptions = LogOptions()) -> bool:
+  """Writes the log unless ``directory`` already holds it for ``options``.
+
+  Rewriting identical files would still change their modification times,
+  which TFX's ExampleGen fingerprints: a rerun would then not take the
+  pipeline's components from the cache. Returns True when it wrote.
+  """
+  options_path = os.path.join(directory, OPTIONS_FILE)
+  wanted = json.dumps(dataclasses.asdict(options), sort_keys=True)
+  if tf.io.gfile.exists(options_path):
+    with tf.io.gfile.GFile(options_path) as f:
+      if f.read() == wanted:
+        return False
+  write_log(directory, options)
+  with tf.io.gfile.GFile(options_path, 'w') as f:
+    f.write(wanted)
+  return True

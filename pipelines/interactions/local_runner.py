@@ -3,9 +3,9 @@
     python -m pipelines.interactions.local_runner [--output-dir output] \\
         [--num-users 300] [--new-user-share 0.3] [--train-steps N]
 
-Writes the synthetic log under ``<output-dir>/<pipeline-name>/data`` (unless
-``--data-root`` names existing TFRecords with ``train/`` and ``eval/``
-folders), runs the pipeline with ``LocalDagRunner`` and prints the summary.
+Writes the synthetic log under ``<output-dir>/<pipeline-name>/data`` once per
+set of options (unless ``--data-root`` names existing TFRecords with
+``train/`` and ``eval/`` folders), runs the pipeline with ``LocalDagRunner`` and prints the summary.
 """
 
 import argparse
@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> dict:
   data_root = args.data_root
   if data_root is None:
     data_root = os.path.join(paths.output_dir, 'data')
-    data.write_log(data_root, data.LogOptions(
+    data.ensure_log(data_root, data.LogOptions(
         num_users=args.num_users, new_user_share=args.new_user_share))
   interactions = pipeline.create_pipeline(
       pipeline_name=args.pipeline_name,

@@ -51,7 +51,8 @@ def test_summary_describes_the_run(first_run):
   assert os.path.isdir(saved['training']['serving_model'])
   text = summary.format_summary(saved, movies_summary.dropped_rows_lines)
   assert 'Examples per split' in text and 'crew' in text
-  assert 'max_sequence_length' in text and 'eval auc' in text
+  assert 'max_sequence_length' in text and 'eval accuracy' in text
+  assert ', auc ' in text
   assert 'Rows dropped' in text
 
 

@@ -3,12 +3,9 @@
 import numpy as np
 import pytest
 import tensorflow as tf
-import tensorflow_transform as tft
-import tensorflow_transform.beam as tft_beam
 
 from pipelines.movies import features
 from components.embedding import transform_ids
-from pipelines.movies import preprocessing
 
 import trainer_fixture
 
@@ -34,15 +31,8 @@ _ROWS = [
 @pytest.fixture(scope='module')
 def transformed(tmp_path_factory):
   """(transformed rows, TFTransformOutput) of one AnalyzeAndTransform run."""
-  temp = str(tmp_path_factory.mktemp('tft'))
-  metadata = tft.DatasetMetadata.from_feature_spec(
-      trainer_fixture.raw_feature_spec())
-  with tft_beam.Context(temp_dir=temp, force_tf_compat_v1=False):
-    (rows, _), transform_fn = ((_ROWS, metadata)
-                               | tft_beam.AnalyzeAndTransformDataset(
-                                   preprocessing.preprocessing_fn))
-    _ = transform_fn | tft_beam.WriteTransformFn(temp + '/transform_fn')
-  return rows, tft.TFTransformOutput(temp + '/transform_fn')
+  return trainer_fixture.analyze_and_transform(
+      _ROWS, str(tmp_path_factory.mktemp('tft')))
 
 
 def _ids(row, name):

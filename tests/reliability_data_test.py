@@ -17,12 +17,9 @@ import apache_beam as beam
 import numpy as np
 import pytest
 import tensorflow as tf
-import tensorflow_transform as tft
-import tensorflow_transform.beam as tft_beam
 from apache_beam.metrics.metric import MetricsFilter
 
 from pipelines.movies import features
-from pipelines.movies import preprocessing
 from pipelines.movies.example_gen import MoviesExampleGen
 from pipelines.movies.example_gen import executor
 from pipelines.movies.example_gen import movie_examples
@@ -133,15 +130,8 @@ _TRANSFORM_ROWS = [
 @pytest.fixture(scope='module')
 def transform_run(tmp_path_factory):
   """(transformed rows, TFTransformOutput) of the rows above."""
-  temp = str(tmp_path_factory.mktemp('tft'))
-  metadata = tft.DatasetMetadata.from_feature_spec(
-      trainer_fixture.raw_feature_spec())
-  with tft_beam.Context(temp_dir=temp, force_tf_compat_v1=False):
-    (rows, _), transform_fn = ((_TRANSFORM_ROWS, metadata)
-                               | tft_beam.AnalyzeAndTransformDataset(
-                                   preprocessing.preprocessing_fn))
-    _ = transform_fn | tft_beam.WriteTransformFn(temp + '/transform_fn')
-  return rows, tft.TFTransformOutput(temp + '/transform_fn')
+  return trainer_fixture.analyze_and_transform(
+      _TRANSFORM_ROWS, str(tmp_path_factory.mktemp('tft')))
 
 
 def _numeric_outputs(row):

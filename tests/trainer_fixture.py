@@ -77,6 +77,18 @@ def raw_example(row) -> bytes:
       features=tf.train.Features(feature=feature)).SerializeToString()
 
 
+def analyze_and_transform(rows, temp_dir: str):
+  """(transformed rows, TFTransformOutput) of the movies preprocessing_fn
+  run on raw ``rows`` with Transform's Beam API (instance dicts)."""
+  metadata = tft.DatasetMetadata.from_feature_spec(raw_feature_spec())
+  with tft_beam.Context(temp_dir=temp_dir, force_tf_compat_v1=False):
+    (transformed, _), transform_fn = (
+        (rows, metadata)
+        | tft_beam.AnalyzeAndTransformDataset(preprocessing.preprocessing_fn))
+    _ = transform_fn | tft_beam.WriteTransformFn(temp_dir + '/transform_fn')
+  return transformed, tft.TFTransformOutput(temp_dir + '/transform_fn')
+
+
 def build_transform_output(root: str, train_rows: int = 480,
                            eval_rows: int = 160, seed: int = 1):
   """Writes examples and transform graph under ``root``; returns their dirs.

@@ -4,8 +4,12 @@ Three routes train the same dense tower (the demo's `movies `EmbeddingMlp``) on 
 pre-materialized batches (ids already mapped on the host, cached in memory by
 tf.data), with the same batch size and the same Keras Adam on the dense layers:
 
-* `product`: `CpuEmbedding` through the trainer's own step function
-  (`backends.CpuBackend.train_step`): TPU lookups, sparse TPU update rules.
+* `product`: `CpuEmbedding` through the trainer's own training function
+  (`loop.compile_train_steps`, called as `loop.train` calls it: up to
+  `steps_per_execution` steps per call, the loss and step read after each
+  call, ids recorded for the health figures): TPU lookups, sparse TPU update
+  rules. The same function at one step per call (the trainer's loop before
+  `steps_per_execution`) is timed too, in the same process.
 * `keras`: what a user writes without this product: one
   `tf_keras.layers.Embedding` per table, ragged lookups combined with a masked
   mean / sum / sqrtn (sequences zero padded and truncated), and a Keras
@@ -34,6 +38,8 @@ import tf_keras
 from benchmarks import measure
 from components import embedding as emb
 from components.trainer import backends
+from components.trainer import config as config_lib
+from components.trainer import health as health_lib
 from components.trainer import inputs
 from components.trainer import loop
 from components.trainer import tasks
@@ -55,6 +61,8 @@ VOCABULARY_FEATURE = 'items'
 MOVIES_CAST_LENGTH = 12
 
 StepFn = Callable[[Any], tf.Tensor]
+# run(iterator, num_steps) -> the last step's loss.
+StepsFn = Callable[[Any, int], tf.Tensor]
 
 
 def _tests_dir() -> str:
@@ -193,25 +201,49 @@ def _keras_step(lookup: Callable[[Any, Any], Any], tables: List[tf.Variable],
   return step
 
 
-def _product_step(resolved: Any, model: Any, dense_optimizer: Any) -> StepFn:
-  """The trainer's own CPU step; the step counter moves as in `loop.train`."""
-  global_step = tf.Variable(0, dtype=tf.int64, trainable=False)
-  backend = backends.CpuBackend(resolved.compile(global_step),
-                                resolved.compile_optimizer(global_step))
-  step = backend.train_step(model, dense_optimizer,
-                            tasks.Task(tasks.TaskConfig()))
+class _ProductSteps:
+  """The trainer's training function, called as `loop.train` calls it."""
 
-  def run(iterator):
-    loss = step(iterator)
-    global_step.assign_add(1)
+  def __init__(self, resolved: Any, model: Any, dense_optimizer: Any,
+               steps_per_execution: int):
+    self.steps_per_execution = steps_per_execution
+    self._global_step = tf.Variable(0, dtype=tf.int64, trainable=False)
+    self.backend = backends.CpuBackend(
+        resolved.compile(self._global_step),
+        resolved.compile_optimizer(self._global_step))
+    self._health = health_lib.TrainingHealth(resolved, self.backend.name)
+    self._run = loop.compile_train_steps(
+        self.backend, model, dense_optimizer, tasks.Task(tasks.TaskConfig()),
+        self._health, self._global_step)
+    self._inputs = {}
+
+  def __call__(self, iterator: Any, num_steps: int) -> tf.Tensor:
+    # One recording wrapper per iterator: one trace.
+    recording = self._inputs.setdefault(id(iterator),
+                                        self._health.recording(iterator))
+    loss = None
+    while num_steps > 0:
+      calls = min(num_steps, self.steps_per_execution)
+      loss = self._run(recording, calls)
+      float(loss), int(self._global_step.numpy())  # As loop.train reads them.
+      num_steps -= calls
     return loss
 
-  run.backend = backend  # For the fixed costs measured after the steps.
+
+def _one_by_one(step: StepFn) -> StepsFn:
+  """`step` called once per step, as a hand-written loop does."""
+
+  def run(iterator: Any, num_steps: int) -> tf.Tensor:
+    loss = None
+    for _ in range(num_steps):
+      loss = step(iterator)
+    return loss
+
   return run
 
 
 def _keras_route_step(resolved: Any, optimizer: str, model: Any,
-                      dense_optimizer: Any) -> StepFn:
+                      dense_optimizer: Any) -> StepsFn:
   tables = KerasTables(resolved)
 
   def lookup(ids, weights):
@@ -220,12 +252,13 @@ def _keras_route_step(resolved: Any, optimizer: str, model: Any,
     return tables(ids)
 
   tables.build()
-  return _keras_step(lookup, list(tables.trainable_variables),
-                     keras_table_optimizer(optimizer), model, dense_optimizer)
+  return _one_by_one(_keras_step(
+      lookup, list(tables.trainable_variables),
+      keras_table_optimizer(optimizer), model, dense_optimizer))
 
 
 def _serving_route_step(resolved: Any, optimizer: str, model: Any,
-                        dense_optimizer: Any) -> StepFn:
+                        dense_optimizer: Any) -> StepsFn:
   global_step = tf.Variable(0, dtype=tf.int64, trainable=False)
   embedding = tf.tpu.experimental.embedding.TPUEmbeddingForServing(
       _without_optimizers(resolved.compile(global_step)), optimizer=None)
@@ -233,16 +266,21 @@ def _serving_route_step(resolved: Any, optimizer: str, model: Any,
   def lookup(ids, weights):
     return embedding.embedding_lookup(ids, backends.full_weights(ids, weights))
 
-  return _keras_step(lookup, list(embedding.embedding_tables.values()),
-                     keras_table_optimizer(optimizer), model, dense_optimizer)
+  return _one_by_one(_keras_step(
+      lookup, list(embedding.embedding_tables.values()),
+      keras_table_optimizer(optimizer), model, dense_optimizer))
 
 
-def make_step(route: str, resolved: Any, optimizer: str,
-              model: Any) -> StepFn:
-  """The training step of `route`; every route uses Keras Adam on the tower."""
+def make_steps(route: str, resolved: Any, optimizer: str, model: Any,
+               steps_per_execution: int = 1) -> StepsFn:
+  """`run(iterator, num_steps)` of `route`; Keras Adam on every tower.
+
+  `steps_per_execution` is this product's (the Keras routes step once per
+  call, as a hand-written loop does).
+  """
   dense_optimizer = tf_keras.optimizers.Adam(DENSE_LEARNING_RATE)
   if route == ROUTE_PRODUCT:
-    return _product_step(resolved, model, dense_optimizer)
+    return _ProductSteps(resolved, model, dense_optimizer, steps_per_execution)
   if route == ROUTE_KERAS:
     return _keras_route_step(resolved, optimizer, model, dense_optimizer)
   if route == ROUTE_SERVING:
@@ -259,40 +297,41 @@ def materialize(dataset: tf.data.Dataset, num_batches: int) -> Any:
   return iterator
 
 
-def _steps_per_rep(step: StepFn, iterator: Any,
+def _steps_per_rep(run: StepsFn, iterator: Any,
                    case: Mapping[str, Any]) -> int:
   """Steps per repetition so that one lasts about case['rep_seconds']."""
   start = time.perf_counter()
-  float(step(iterator))
-  seconds = time.perf_counter() - start
+  float(run(iterator, case['min_steps']))
+  seconds = (time.perf_counter() - start) / case['min_steps']
   steps = int(round(case['rep_seconds'] / max(seconds, 1e-6)))
   return int(np.clip(steps, case['min_steps'], case['max_steps']))
 
 
-def time_steps(step: StepFn, iterator: Any, batch_size: int,
-               case: Mapping[str, Any]) -> Dict[str, Any]:
-  """Times the first step (tracing), warms up, then times the repetitions."""
-  start = time.perf_counter()
-  float(step(iterator))
-  first_step_seconds = time.perf_counter() - start
-  loss = None
-  for _ in range(case['warmup_steps']):
-    loss = step(iterator)
-  float(loss)
-  steps = _steps_per_rep(step, iterator, case)
+def _time_reps(run: StepsFn, iterator: Any, batch_size: int, steps: int,
+               reps: int) -> Dict[str, Any]:
+  """ms/step and examples/s of `reps` repetitions of `steps` steps."""
   step_ms, throughput = [], []
-  for _ in range(case['reps']):
+  for _ in range(reps):
     start = time.perf_counter()
-    for _ in range(steps):
-      loss = step(iterator)
-    final_loss = float(loss)
+    final_loss = float(run(iterator, steps))
     seconds = time.perf_counter() - start
     step_ms.append(1000.0 * seconds / steps)
     throughput.append(steps * batch_size / seconds)
-  return {'first_step_seconds': first_step_seconds,
-          'steps_per_rep': steps, 'step_ms': measure.summarize(step_ms),
+  return {'step_ms': measure.summarize(step_ms),
           'examples_per_second': measure.summarize(throughput),
           'final_loss': final_loss}
+
+
+def time_steps(run: StepsFn, iterator: Any, batch_size: int,
+               case: Mapping[str, Any]) -> Dict[str, Any]:
+  """Times the first step (tracing), warms up, then times the repetitions."""
+  start = time.perf_counter()
+  float(run(iterator, 1))
+  first_step_seconds = time.perf_counter() - start
+  float(run(iterator, case['warmup_steps']))
+  steps = _steps_per_rep(run, iterator, case)
+  return {'first_step_seconds': first_step_seconds, 'steps_per_rep': steps,
+          **_time_reps(run, iterator, batch_size, steps, case['reps'])}
 
 
 def _train_and_time(case: Mapping[str, Any], resolved: Any, iterator: Any,
@@ -307,10 +346,18 @@ def _train_and_time(case: Mapping[str, Any], resolved: Any, iterator: Any,
   tf_keras.utils.set_random_seed(0)
   rss_before = measure.current_rss_bytes()
   model = model_lib.build_model(resolved, dense_keys)
-  step = make_step(case['route'], resolved, case['optimizer'], model)
-  result = time_steps(step, iterator, case['batch_size'], case)
-  if fixed_costs is not None and case['route'] == ROUTE_PRODUCT:
-    result['fixed_costs'] = fixed_costs(step.backend, model)
+  run = make_steps(case['route'], resolved, case['optimizer'], model,
+                   case.get('steps_per_execution',
+                            config_lib.TrainingConfig.steps_per_execution))
+  result = time_steps(run, iterator, case['batch_size'], case)
+  if case['route'] == ROUTE_PRODUCT:
+    result['steps_per_execution'] = run.steps_per_execution
+    run.steps_per_execution = 1
+    result['one_step_per_call'] = _time_reps(
+        run, iterator, case['batch_size'], result['steps_per_rep'],
+        case['reps'])
+    if fixed_costs is not None:
+      result['fixed_costs'] = fixed_costs(run.backend, model)
   result['rss_before_model_bytes'] = rss_before
   result['memory_plan_bytes'] = resolved.memory_plan().total_bytes
   return result

@@ -17,6 +17,8 @@ from components.embedding import cpu_embedding
 from components.embedding import ids as ids_lib
 from components.embedding import tpu_update_rules
 from components.trainer import backends
+from components.trainer import config as config_lib
+from components.trainer import loop
 from components.trainer import tasks
 
 E = tf.tpu.experimental.embedding
@@ -273,3 +275,103 @@ def test_id_mapper_skips_renumbering_only_where_it_changes_nothing(kind):
   np.testing.assert_array_equal(ids.indices.numpy(),
                                 renumbered.indices.numpy())
   np.testing.assert_array_equal(ids.values.numpy(), rows.flat_values.numpy())
+
+
+
+class _LossWindow:
+  """The part of `health.TrainingHealth` the step loop uses: the loss sum."""
+
+  def __init__(self):
+    self.total = tf.Variable(0.0, dtype=tf.float64)
+    self.steps = tf.Variable(0, dtype=tf.int64)
+
+  def add_loss(self, loss):
+    self.total.assign_add(tf.cast(loss, tf.float64))
+    self.steps.assign_add(1)
+
+  def mean(self):
+    return float(self.total.numpy()) / int(self.steps.numpy())
+
+
+def _iterate(batches):
+  dataset = tf.data.Dataset.from_tensors(batches[0])
+  for batch in batches[1:]:
+    dataset = dataset.concatenate(tf.data.Dataset.from_tensors(batch))
+  return iter(dataset)
+
+
+def test_several_steps_per_call_train_as_one_step_per_call():
+  """`loop.compile_train_steps` runs the steps in a graph loop: the same
+  mean loss, step count, tables and slots as one step per call."""
+  batches = _batches(4)
+
+  def train(steps_per_call):
+    tf_keras.utils.set_random_seed(2)
+    backend = backends.CpuBackend(_step_config(), E.Adagrad(0.2))
+    tf_keras.utils.set_random_seed(3)
+    step, losses = tf.Variable(0, dtype=tf.int64), _LossWindow()
+    run = loop.compile_train_steps(
+        backend, _Tower(), tf_keras.optimizers.SGD(0.1),
+        tasks.Task(tasks.TaskConfig()), losses, step)
+    iterator = _iterate(batches)
+    for _ in range(len(batches) // steps_per_call):
+      run(iterator, steps_per_call)
+    return (int(step.numpy()), losses.mean(),
+            [v.numpy() for v in backend.embedding.trainable_variables],
+            backend.embedding.slot_variables('shared')['accumulators'].numpy())
+
+  one, several = train(1), train(4)
+  assert one[0] == several[0] == 4
+  np.testing.assert_allclose(several[1], one[1], rtol=1e-6)
+  for got, expected in zip(several[2], one[2]):
+    np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-7)
+  np.testing.assert_allclose(several[3], one[3], rtol=1e-6, atol=1e-7)
+
+
+def test_a_call_stops_after_the_step_whose_loss_is_not_finite():
+  batches = _batches(4)
+  backend = backends.CpuBackend(_step_config(), E.Adagrad(0.2))
+  step, losses = tf.Variable(0, dtype=tf.int64), _LossWindow()
+  model = _Tower()
+  calls = tf.Variable(0, dtype=tf.int64)
+
+  class _Exploding(tf_keras.Model):  # NaN outputs from the second step on.
+
+    def call(self, inputs, training=False):
+      factor = tf.where(calls.assign_add(1) > 1, np.nan, 1.0)
+      return model(inputs, training=training) * factor
+
+  run = loop.compile_train_steps(
+      backend, _Exploding(), tf_keras.optimizers.SGD(0.1),
+      tasks.Task(tasks.TaskConfig()), losses, step)
+  loss = run(_iterate(batches), 4)
+  assert not np.isfinite(float(loss))
+  assert int(step.numpy()) == 2
+
+
+def test_calls_end_at_log_checkpoint_and_final_steps():
+  config = config_lib.TrainingConfig(
+      model_fn='a.b', label_key='y', train_steps=100, log_every=30,
+      checkpoint_every=40, steps_per_execution=25)
+  assert [loop.steps_in_next_call(step, config)
+          for step in (0, 25, 30, 40, 59, 80, 90, 99)] == [
+              25, 5, 10, 20, 1, 10, 10, 1]
+
+
+def test_fused_bag_gradients_are_known_to_have_distinct_rows():
+  table = tf.Variable(tf.ones([10, 2]))
+  ids = tf.sparse.from_dense(tf.constant([[1, 2, 1], [3, 1, 0]], tf.int64))
+
+  @tf.function
+  def distinct(looked_up_twice):
+    with tf.GradientTape() as tape:
+      loss = tf.reduce_sum(bag_lookup.lookup_bag(table, ids, 'mean'))
+      if looked_up_twice:
+        loss += tf.reduce_sum(bag_lookup.lookup_bag(table, ids, 'sum'))
+    gradient = tape.gradient(loss, table)
+    return tpu_update_rules.has_distinct_rows(gradient)
+
+  assert distinct(False)
+  assert not distinct(True)  # The two gradients are concatenated.
+  eager = tf.IndexedSlices(tf.ones([2, 2]), tf.constant([1, 1]))
+  assert not tpu_update_rules.has_distinct_rows(eager)

@@ -30,7 +30,7 @@ from components.trainer import loop
 train = loop.train
 def killed_train(*args, **kwargs):
   def on_step(step):
-    if step == {step}:
+    if step >= {step}:
       os.kill(os.getpid(), signal.SIGKILL)
   return train(*args, on_step=on_step, **kwargs)
 loop.train = killed_train

@@ -184,7 +184,8 @@ def _executor_dicts(movies_transform, root, execution):
   output_dict = {'model': [model], 'model_run': [model_run]}
   properties = {'embedding_spec': _spec_json(24),
                 'training_config': _config(train_steps=24, checkpoint_every=8,
-                                           log_every=8).to_json()}
+                                           log_every=8,
+                                           steps_per_execution=2).to_json()}
   return input_dict, output_dict, properties
 
 
@@ -197,7 +198,7 @@ import reliability_trainer_test as t
 train = loop.train
 def killed_train(*args, **kwargs):
   def on_step(step):
-    if step == 13:
+    if step >= 13:
       os.kill(os.getpid(), signal.SIGKILL)
   return train(*args, on_step=on_step, **kwargs)
 loop.train = killed_train

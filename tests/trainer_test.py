@@ -41,13 +41,14 @@ def _config(**overrides):
   return config_lib.TrainingConfig(**values)
 
 
-def _train(transform_run, run_dir, **kwargs):
+def _train(transform_run, run_dir, config_overrides=None, **kwargs):
   examples_dir, transform_dir = transform_run
   examples = trainer_fixture.examples_artifact(examples_dir)
   output = tft.TFTransformOutput(transform_dir)
   resolved = embedding_spec.create_embedding_spec(24).resolve(
       tf_transform_output=output, max_sequence_lengths=_LENGTHS)
-  return loop.train(_config(), resolved, output.transformed_feature_spec(),
+  return loop.train(_config(**(config_overrides or {})), resolved,
+                    output.transformed_feature_spec(),
                     inputs.split_files([examples], ['train']),
                     inputs.split_files([examples], ['eval']), run_dir,
                     **kwargs)
@@ -64,7 +65,7 @@ def _checkpoint_values(path):
 
 def _kill_at(step_to_kill):
   def on_step(step):
-    if step == step_to_kill:
+    if step >= step_to_kill:
       os.kill(os.getpid(), signal.SIGKILL)
   return on_step
 
@@ -76,12 +77,15 @@ import tensorflow as tf
 import trainer_test
 tf.config.experimental.enable_op_determinism()
 trainer_test._train(({examples!r}, {transform!r}), {run_dir!r},
+                    config_overrides=dict(steps_per_execution=2),
                     on_step=trainer_test._kill_at({step}))
 """
 
 
 @pytest.mark.slow
 def test_resumed_run_equals_uninterrupted_run(transform_run, tmp_path):
+  """Killed after step 14 (2 steps per call), resumed from the checkpoint at
+  step 8 with 8 steps per call: the same tables as one uninterrupted run."""
   tf.config.experimental.enable_op_determinism()
   straight = _train(transform_run, str(tmp_path / 'straight'))
   killed_dir = str(tmp_path / 'killed')

@@ -364,9 +364,38 @@ def is_dense(optimizer) -> bool:
   return isinstance(optimizer, _embedding.Adam) and not optimizer.lazy_adam
 
 
+# Gradient ops whose second output holds sorted, distinct row ids: the
+# gradients of `SparseSegmentSum/Mean/SqrtN` with `sparse_gradient=True`, as
+# `bag_lookup` builds them.
+_DISTINCT_ROW_GRADIENT_OPS = frozenset({
+    'SparseSegmentSumGradV2', 'SparseSegmentMeanGradV2',
+    'SparseSegmentSqrtNGradV2'})
+
+
+def has_distinct_rows(gradient: tf.IndexedSlices) -> bool:
+  """Whether the graph shows that `gradient`'s row ids are already distinct.
+
+  True only inside a trace, for a gradient that comes straight from one
+  fused bag lookup; a table looked up several times gets the concatenation of
+  their gradients (duplicates possible), and eager tensors show no producer.
+  """
+  indices = gradient.indices
+  if tf.executing_eagerly() or not hasattr(indices, 'op'):
+    return False
+  return (indices.op.type in _DISTINCT_ROW_GRADIENT_OPS and
+          indices.value_index == 1)
+
+
 def sum_duplicates(
     gradient: tf.IndexedSlices) -> Tuple[tf.Tensor, tf.Tensor]:
-  """Returns the distinct row ids of `gradient` and their summed gradients."""
+  """Returns the distinct row ids of `gradient` and their summed gradients.
+
+  A gradient whose rows are already distinct (`has_distinct_rows`) is
+  returned as it is: summing would cost a `Unique` and a segment sum over
+  the batch's rows for nothing.
+  """
+  if has_distinct_rows(gradient):
+    return gradient.indices, gradient.values
   ids, positions = tf.unique(gradient.indices)
   grads = tf.math.unsorted_segment_sum(gradient.values, positions,
                                        tf.shape(ids)[0])

@@ -39,7 +39,20 @@ def full_weights(ids: Dict[str, Any],
   return {key: weights.get(key) for key in ids}
 
 
-class CpuBackend:
+class _Backend:
+  """What both backends share: the one-step training function."""
+
+  def step_body(self, model: Any, dense_optimizer: Any, task: Any
+               ) -> Callable[[Any], tf.Tensor]:
+    raise NotImplementedError
+
+  def train_step(self, model: Any, dense_optimizer: Any, task: Any
+                ) -> Callable[[Any], tf.Tensor]:
+    """A tf.function taking an iterator: one optimizer step, returns loss."""
+    return tf.function(self.step_body(model, dense_optimizer, task))
+
+
+class CpuBackend(_Backend):
   """Trains on the CPU or a GPU with ``CpuEmbedding``."""
 
   name = 'cpu'
@@ -75,11 +88,14 @@ class CpuBackend:
     """The whole input: one pipeline, one replica."""
     return dataset_fn(tf.distribute.InputContext())
 
-  def train_step(self, model: Any, dense_optimizer: Any, task: Any
-                ) -> Callable[[Any], tf.Tensor]:
-    """A tf.function taking an iterator; one optimizer step, returns loss."""
+  def step_body(self, model: Any, dense_optimizer: Any, task: Any
+               ) -> Callable[[Any], tf.Tensor]:
+    """One optimizer step on the iterator's next batch; returns the loss.
 
-    @tf.function
+    Plain Python, to be traced inside a ``tf.function`` (``train_step``, or
+    the training loop's multi-step function).
+    """
+
     def step(iterator):
       ids, weights, dense, labels = next(iterator)
       with tf.GradientTape() as tape:
@@ -117,7 +133,7 @@ class CpuBackend:
     return step
 
 
-class TpuBackend:
+class TpuBackend(_Backend):
   """Trains on a TPU with the engine its embedding hardware supports.
 
   The engine (see ``engines``) follows the TPU's
@@ -182,9 +198,14 @@ class TpuBackend:
     """Activations per replica (V0, V2); V2 also returns its partitions."""
     return self.embedding(ids, full_weights(ids, weights))
 
-  def train_step(self, model: Any, dense_optimizer: Any, task: Any
-                ) -> Callable[[Any], tf.Tensor]:
-    """A tf.function taking a distributed iterator; returns the mean loss."""
+  def step_body(self, model: Any, dense_optimizer: Any, task: Any
+               ) -> Callable[[Any], tf.Tensor]:
+    """One step on a distributed iterator's next batch; returns the loss.
+
+    Plain Python, to be traced inside a ``tf.function`` (``train_step``, or
+    the training loop's multi-step function, the loop TensorFlow documents
+    for ``TPUEmbedding``).
+    """
     num_replicas = self.num_replicas
 
     def dense_part(activations, dense, labels, tape_targets):
@@ -221,7 +242,6 @@ class TpuBackend:
       self._v0_apply_gradients(tables, gradients)
       return loss
 
-    @tf.function
     def step(iterator):
       ids, weights, dense, labels = next(iterator)
       if self.engine == engines.V1:

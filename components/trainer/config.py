@@ -41,6 +41,12 @@ class TrainingConfig:
     checkpoint_every: steps between checkpoints (tables, optimizer slots, the
       step and the input position).
     log_every: steps between progress lines and TensorBoard points.
+    steps_per_execution: optimizer steps per call of the traced training
+      function (Keras's ``steps_per_execution``, TPUEstimator's
+      ``iterations_per_loop``): the steps run in a graph loop, so Python and
+      the host read the loss once per call instead of once per step. A call
+      also ends at every log and checkpoint step and after a step whose loss
+      is not finite.
     shuffle_buffer: examples in the training shuffle buffer.
     seed: seeds the shuffle and the dense initialisation.
     tpu: None trains on the CPU/GPU; '' or 'local' the TPU VM's own TPU; else
@@ -78,6 +84,7 @@ class TrainingConfig:
   dense_learning_rate: float = 1e-3
   checkpoint_every: int = 200
   log_every: int = 50
+  steps_per_execution: int = 50
   shuffle_buffer: int = 10_000
   seed: int = 42
   tpu: Optional[str] = None
@@ -98,7 +105,7 @@ class TrainingConfig:
                          f'known: {sorted(known)}.')
       self.task = tasks.TaskConfig(**self.task)
     for name in ('train_steps', 'batch_size', 'checkpoint_every', 'log_every',
-                 'shuffle_buffer'):
+                 'steps_per_execution', 'shuffle_buffer'):
       if not _is_int(getattr(self, name), minimum=1):
         raise ValueError(f'TrainingConfig.{name} must be an int > 0, got '
                          f'{getattr(self, name)!r}.')

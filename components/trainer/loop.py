@@ -179,6 +179,50 @@ def restore_newest_readable(checkpoint: tf.train.Checkpoint,
   return None
 
 
+def compile_train_steps(backend: Any, model: Any, dense_optimizer: Any,
+                        task: tasks.Task, health: health_lib.TrainingHealth,
+                        global_step: tf.Variable
+                       ) -> Callable[[Any, int], tf.Tensor]:
+  """``run(iterator, num_steps)``: up to ``num_steps`` steps in one call.
+
+  The steps run in a graph loop: one Python call and one host read of the
+  loss per call instead of per step, which on small models is a large share
+  of a step. Every step records its ids and loss in ``health`` and advances
+  ``global_step``; the loop stops after a step whose loss is not finite, so
+  that the caller names that step. Returns the last step's loss.
+  """
+  step = backend.step_body(model, dense_optimizer, task)
+
+  @tf.function
+  def run_steps(iterator, num_steps):
+    loss = tf.constant(0.0)
+    for _ in tf.range(num_steps):
+      loss = step(iterator)
+      health.add_loss(loss)
+      global_step.assign_add(1)
+      if not tf.math.is_finite(loss):
+        break
+    return loss
+
+  def run(iterator: Any, num_steps: int) -> tf.Tensor:
+    # A tensor argument: one trace for every number of steps.
+    return run_steps(iterator, tf.constant(num_steps, tf.int64))
+
+  return run
+
+
+def steps_in_next_call(step: int, config: config_lib.TrainingConfig) -> int:
+  """Steps until the next log, checkpoint or final step, at most
+  ``steps_per_execution``: calls end where the host has work to do."""
+
+  def until_multiple(every: int) -> int:
+    return every - step % every
+
+  return min(config.steps_per_execution, config.train_steps - step,
+             until_multiple(config.log_every),
+             until_multiple(config.checkpoint_every))
+
+
 def train(config: config_lib.TrainingConfig,
           resolved_spec: Any,
           feature_spec: Mapping[str, Any],
@@ -198,7 +242,8 @@ def train(config: config_lib.TrainingConfig,
     eval_files: evaluation TFRecord files.
     run_dir: checkpoints go to ``run_dir/checkpoints``, TensorBoard logs to
       ``run_dir/logs``.
-    on_step: called after every step with the step number (tests use it).
+    on_step: called after every call of the training function with the
+      step reached (tests use it).
     sparse_core_limits: ``engines.SparseCoreLimits`` for a SparseCore TPU.
     warm_start_from: a ``warm_start.Source``: a fresh run (no checkpoint
       of its own) starts from that base model's remapped tables.
@@ -253,7 +298,8 @@ def train(config: config_lib.TrainingConfig,
           train_data(tf.distribute.InputContext()))
     health.copy_initial_values(health.live_tables(backend.embedding))
 
-  step_fn = backend.train_step(model, dense_optimizer, task)
+  run_steps = compile_train_steps(backend, model, dense_optimizer, task,
+                                  health, global_step)
   writer = tf.summary.create_file_writer(os.path.join(run_dir, LOG_DIR,
                                                       'train'))
   with writer.as_default(step=resumed_from):
@@ -263,11 +309,11 @@ def train(config: config_lib.TrainingConfig,
   loss = float('nan')
   guarded = None  # Tables and slots exist once the first step has run.
   train_input = health.recording(iterator)  # One object: one trace.
+  step = resumed_from
   with backend.strategy.scope():
-    while int(global_step.numpy()) < config.train_steps:
-      loss_tensor = step_fn(train_input)
-      health.add_loss(loss_tensor)
-      step = int(global_step.assign_add(1).numpy())
+    while step < config.train_steps:
+      loss_tensor = run_steps(train_input, steps_in_next_call(step, config))
+      step = int(global_step.numpy())
       guarded = guarded or named_state_variables(backend.embedding, model,
                                                  dense_optimizer)
       step_loss = float(loss_tensor)

@@ -59,7 +59,7 @@ def _trainer_fixture() -> Any:
 
 def _is_training_film(split_config: example_gen_pb2.SplitConfig
                       ) -> Callable[[int], bool]:
-  """Whether ExampleGen writes the example of a film id to the training split."""
+  """Whether ExampleGen writes a film's example to the training split."""
   names = [split.name for split in split_config.splits]
   buckets = list(itertools.accumulate(s.hash_buckets
                                       for s in split_config.splits))
@@ -70,8 +70,8 @@ def _is_training_film(split_config: example_gen_pb2.SplitConfig
 
   def is_training(film_id: int) -> bool:
     key = tf.train.Example()
-    key.features.feature[split_config.partition_feature_name].int64_list.value.append(
-        film_id)
+    feature = key.features.feature[split_config.partition_feature_name]
+    feature.int64_list.value.append(film_id)
     return partition(key, len(buckets), buckets, split_config) == train_index
 
   return is_training
@@ -92,7 +92,7 @@ def _raw_record_batch(rows: Sequence[Mapping[str, List[Any]]]
 def raw_training_records(sample_rows: Optional[int] = None,
                          database_path: Optional[str] = None
                          ) -> Tuple[List[bytes], int]:
-  """(raw tf.Examples of the training split, films read) of the bundled database.
+  """(raw tf.Examples of the training split, films read) of the database.
 
   The examples are those MoviesExampleGen writes (`row_values` is its
   conversion), encoded by tfx-bsl's C++ encoder instead of Python protobuf.

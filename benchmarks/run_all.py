@@ -6,7 +6,8 @@ Each measured configuration runs in its own worker subprocess
 (`benchmarks.worker`), so that its peak RSS is its own. `--smoke` runs tiny
 sizes, 2 repetitions, all cases in one worker (its RSS figures are then those
 of the shared process), and skips the demo-model training (whose Transform
-step alone takes half a minute) to stay well under a minute. Timings are
+step alone takes half a minute) to stay well under a minute; its statistics
+cases still run the demo Transform, on the first 200 films only. Timings are
 medians over the repetitions, with min and max; every ratio is computed from
 figures of the same run.
 """

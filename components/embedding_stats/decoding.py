@@ -77,9 +77,9 @@ def read_record_batches(path: str, columns: Sequence[str],
   Reading, decompression, checksums and parsing run in TensorFlow's C++ code,
   one call per batch of `batch_size` examples.
   """
-  dataset = (tf.data.TFRecordDataset(path, compression_type=tf_compression(path))
-             .batch(batch_size)
-             .map(_parse_batch(columns)))
+  records = tf.data.TFRecordDataset(path,
+                                    compression_type=tf_compression(path))
+  dataset = records.batch(batch_size).map(_parse_batch(columns))
   for parsed in dataset:
     yield _as_record_batch(parsed)
 

@@ -1,51 +1,43 @@
-"""Throughput of the embedding statistics pipeline on synthetic examples.
+"""EmbeddingStatsGen against TFDV on the demo's transformed examples.
 
-Writes N gzipped tf.Examples shaped like a Transform output: a Zipf-distributed
-sequence feature (`items$ragged_values`, vocab 100k + 1 OOV bucket), an
-identity bag (`hours`) and an unused bytes feature. It then times
-`GenerateEmbeddingStatistics` on the DirectRunner, TFDV's `GenerateStatistics`
-(what StatisticsGen runs, through `tfdv.generate_statistics_from_tfrecord`) on
-the same file, and, for reference, the in-process NumPy path alone (decode +
-accumulate) without Beam.
+`prepare_inputs` builds the demo's transformed training examples once
+(`benchmarks.movies_transformed`: the films of the bundled movies database
+through MoviesExampleGen's conversion and split and the demo
+`preprocessing_fn`) and writes them as gzipped TFRecords: the 1x file, and
+for each larger scale k a file holding the same records k times over (exact
+copies, in the same order), so that every statistic of the k-x file is k
+times the 1x one. A manifest (`MANIFEST_FILE`) records the files, their
+example counts and the measured features.
+
+`run_case` times one system on one file, repeated: this product's
+`GenerateEmbeddingStatistics` over the features the demo's EmbeddingStatsGen
+measures, or TFDV's `GenerateStatistics` (what StatisticsGen runs, through
+`tfdv.generate_statistics_from_tfrecord`), both on the Beam DirectRunner with
+default options. `benchmarks.run_all` runs each in its own worker process.
 
   TF_USE_LEGACY_KERAS=1 .venv/bin/python -m benchmarks.embedding_stats_bench \
-      --num_examples=200000
-
-`benchmarks.run_all` uses `prepare_inputs` (base examples, amplified 4x and
-16x by `amplify`, which keeps the length and id distributions) and `run_case`
-(one system, one file, repeated), each in its own worker process.
+      --scales 1 16 --reps 3
 """
 
 import argparse
+import json
 import os
 import tempfile
 import time
-from typing import Any, Dict, Iterator, Mapping, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Sequence
 
 import apache_beam as beam
 import numpy as np
-import pyarrow as pa
 import tensorflow as tf
 from apache_beam.options import pipeline_options
-from tfx_bsl.coders import example_coder
 
 from benchmarks import measure
-from components.embedding_stats import accumulators
+from benchmarks import movies_transformed
 from components.embedding_stats import beam_stats
 from components.embedding_stats import config
 from components.embedding_stats import decoding
 from components.embedding_stats import features as features_lib
-
-_VOCABULARY_SIZE = 100_000
-FEATURES = [
-    features_lib.MeasuredFeature(
-        name='items', column='items$ragged_values', encoding='ragged',
-        kind='vocabulary', is_sequence=True, num_ids=_VOCABULARY_SIZE + 1,
-        vocabulary_size=_VOCABULARY_SIZE, num_oov_buckets=1),
-    features_lib.MeasuredFeature(
-        name='hours', column='hours', encoding='varlen', kind='identity',
-        is_sequence=False, num_ids=24),
-]
+from components.embedding_stats import statistics
 
 SYSTEM_EMBEDDING_STATS = 'embedding_stats'
 SYSTEM_TFDV = 'tfdv'
@@ -54,127 +46,90 @@ SYSTEM_LABELS = {
     SYSTEM_EMBEDDING_STATS: 'EmbeddingStatsGen (GenerateEmbeddingStatistics)',
     SYSTEM_TFDV: 'StatisticsGen equivalent (tfdv GenerateStatistics)',
 }
-_AMPLIFY_CHUNK = 4096
+MANIFEST_FILE = 'manifest.json'
+# The sequence feature whose distribution the report shows.
+SEQUENCE_FEATURE = 'cast_xf'
 
 
-def _serialized_examples(num_examples, seed=0):
-  rng = np.random.default_rng(seed)
-  lengths = np.minimum(rng.geometric(0.08, size=num_examples), 200)
-  ids = np.minimum(rng.zipf(1.2, size=int(lengths.sum())) - 1,
-                   _VOCABULARY_SIZE)
-  offsets = np.concatenate([[0], np.cumsum(lengths)])
-  for i in range(num_examples):
-    example = tf.train.Example()
-    feature = example.features.feature
-    feature['items$ragged_values'].int64_list.value.extend(
-        ids[offsets[i]:offsets[i + 1]].tolist())
-    feature['hours'].int64_list.value.extend([i % 24, (i * 7) % 25])
-    feature['unused'].bytes_list.value.append(b'payload' * 8)
-    yield example.SerializeToString()
-
-
-def _write(path, records):
+def _write(path: str, records: Sequence[bytes], times: int) -> None:
+  """Writes `records` `times` over to one gzipped TFRecord file."""
   with tf.io.TFRecordWriter(path, options='GZIP') as writer:
-    for record in records:
-      writer.write(record)
+    for _ in range(times):
+      for record in records:
+        writer.write(record)
 
 
-def _time_numpy_path(records):
-  decoder = decoding.make_decoder([f.column for f in FEATURES])
-  accumulator = accumulators.DatasetAccumulator(
-      {f.name: (f.num_ids, f.keeps_id_counts) for f in FEATURES})
-  start = time.perf_counter()
-  for i in range(0, len(records), 1000):
-    batch = decoder.DecodeBatch(records[i:i + 1000])
-    accumulator.add(batch.num_rows,
-                    decoding.record_batch_columns(batch, FEATURES))
-  return time.perf_counter() - start
-
-
-def _decode(records: Sequence[bytes]) -> pa.RecordBatch:
-  """All features of serialized tf.Examples, as list columns."""
-  return example_coder.ExamplesToRecordBatchDecoder().DecodeBatch(
-      list(records))
-
-
-def _lengths_and_values(column: pa.Array) -> Tuple[np.ndarray, pa.Array]:
-  """Row lengths (missing rows: 0) and flat values of a list column."""
-  lengths = column.value_lengths().fill_null(0).to_numpy(zero_copy_only=False)
-  return lengths.astype(np.int64), column.flatten()
-
-
-def _sampled_column(column: pa.Array, count: int,
-                    rng: np.random.Generator) -> pa.Array:
-  """`count` rows: lengths drawn from the column's, values from its values."""
-  lengths, values = _lengths_and_values(column)
-  new_lengths = rng.choice(lengths, size=count)
-  offsets = np.concatenate([[0], np.cumsum(new_lengths)]).astype(np.int64)
-  picks = rng.integers(0, max(len(values), 1), size=int(offsets[-1]))
-  new_values = values.take(pa.array(picks)) if len(values) else values
-  return pa.LargeListArray.from_arrays(pa.array(offsets), new_values)
-
-
-def amplify(records: Sequence[bytes], factor: int,
-            seed: int = 1) -> Iterator[bytes]:
-  """Yields `factor * len(records)` examples like `records`.
-
-  Each feature's row lengths are drawn from its empirical length distribution
-  in `records` and its values (ids) from its empirical value distribution, so
-  the amplified data keeps both distributions (its id space is the one seen in
-  `records`).
-  """
-  rng = np.random.default_rng(seed)
-  base = _decode(records)
-  encoder = example_coder.RecordBatchToExamplesEncoder()
-  remaining = factor * len(records)
-  while remaining > 0:
-    count = min(remaining, _AMPLIFY_CHUNK)
-    batch = pa.RecordBatch.from_arrays(
-        [_sampled_column(base.column(i), count, rng)
-         for i in range(base.num_columns)], schema=base.schema)
-    yield from encoder.encode(batch)
-    remaining -= count
-
-
-def distribution_summary(records: Sequence[bytes],
-                         column: str = 'items$ragged_values'
-                        ) -> Dict[str, float]:
-  """Length and id statistics of one column, to check `amplify`."""
-  batch = _decode(records)
-  lengths, values = _lengths_and_values(
-      batch.column(batch.schema.get_field_index(column)))
-  ids = values.to_numpy(zero_copy_only=False)
+def sequence_summary(records: Sequence[bytes],
+                     feature: features_lib.MeasuredFeature) -> Dict[str, Any]:
+  """Length and id statistics of one measured feature in `records`."""
+  batch = decoding.make_decoder([feature.column]).DecodeBatch(list(records))
+  lengths, ids = decoding.record_batch_columns(batch, [feature])[feature.name]
   _, counts = np.unique(ids, return_counts=True)
-  top = np.sort(counts)[-10:].sum()
-  return {'examples': len(records), 'mean_length': float(lengths.mean()),
+  return {'feature': feature.name, 'examples': len(records),
+          'mean_length': float(lengths.mean()),
           'p50_length': float(np.percentile(lengths, 50)),
           'p99_length': float(np.percentile(lengths, 99)),
-          'distinct_ids': int(len(counts)),
-          'top10_id_share': float(top / max(len(ids), 1))}
+          'max_length': int(lengths.max()),
+          'distinct_ids': int(len(counts)), 'id_space': feature.num_ids,
+          'top10_id_share': float(np.sort(counts)[-10:].sum() /
+                                  max(len(ids), 1))}
 
 
 def prepare_inputs(case: Mapping[str, Any]) -> Dict[str, Any]:
-  """Writes the base examples (1x) and their amplifications under root."""
-  base = list(_serialized_examples(case['base_examples']))
+  """Writes the 1x examples and their k-fold repetitions under case['root'].
+
+  `case['sample_films']` (0 or absent: all) limits the films read, for smoke
+  runs.
+  """
+  root = case['root']
+  start = time.perf_counter()
+  data = movies_transformed.transform_training_split(
+      root, case.get('sample_films') or None)
+  transform_seconds = time.perf_counter() - start
+  records, measured = data['records'], data['features']
+  start = time.perf_counter()
   files = {}
   for scale in case['scales']:
-    records = base if scale == 1 else list(amplify(base, scale, seed=scale))
-    path = os.path.join(case['root'], f'examples_{scale}x.gz')
-    _write(path, records)
-    files[str(scale)] = {'path': path, **distribution_summary(records)}
-  return {'files': files}
+    path = os.path.join(root, f'examples_{scale}x.gz')
+    _write(path, records, scale)
+    files[str(scale)] = {'path': path, 'examples': scale * len(records),
+                         'bytes': os.path.getsize(path)}
+  sequence = next(f for f in measured if f.name == SEQUENCE_FEATURE)
+  manifest = {
+      'films': data['films'], 'base_examples': len(records),
+      'mean_example_bytes': float(np.mean([len(r) for r in records])),
+      'features_path': data['features_path'], 'files': files,
+      'features': [f.name for f in measured],
+      'sequence': sequence_summary(records, sequence),
+      'prepare_seconds': {'transform': transform_seconds,
+                  'write': time.perf_counter() - start}}
+  with open(os.path.join(root, MANIFEST_FILE), 'w', encoding='utf-8') as f:
+    json.dump(manifest, f, indent=1)
+  return manifest
 
 
-def run_embedding_stats(path: str, output_dir: str) -> None:
+def read_manifest(root: str) -> Dict[str, Any]:
+  with open(os.path.join(root, MANIFEST_FILE), encoding='utf-8') as f:
+    return json.load(f)
+
+
+def run_embedding_stats(path: str, output_dir: str,
+                        measured: Sequence[features_lib.MeasuredFeature]
+                        ) -> None:
   """EmbeddingStatsGen's Beam transform on one split."""
   options = pipeline_options.PipelineOptions()
   with beam.Pipeline(options=options) as pipeline:
     _ = pipeline | beam_stats.GenerateEmbeddingStatistics(
-        {'train': path}, FEATURES, config.TruncationPolicy(), output_dir)
+        {'train': path}, measured, config.TruncationPolicy(), output_dir)
 
 
-def run_tfdv(path: str, output_dir: str) -> None:
-  """StatisticsGen's transform (TFDV GenerateStatistics) on one split."""
+def run_tfdv(path: str, output_dir: str,
+             measured: Sequence[features_lib.MeasuredFeature]) -> None:
+  """StatisticsGen's transform (TFDV GenerateStatistics) on one split.
+
+  TFDV computes its statistics over every feature; `measured` is unused.
+  """
+  del measured
   import tensorflow_data_validation as tfdv  # pylint: disable=g-import-not-at-top
   tfdv.generate_statistics_from_tfrecord(
       path, output_path=os.path.join(output_dir, 'FeatureStats.tfrecord'),
@@ -186,48 +141,69 @@ _RUNNERS = {SYSTEM_EMBEDDING_STATS: run_embedding_stats,
             SYSTEM_TFDV: run_tfdv}
 
 
-def time_system(system: str, path: str, num_examples: int, reps: int,
+def _check_counted(system: str, output_dir: str, num_examples: int) -> None:
+  """Fails unless EmbeddingStatsGen's statistics counted every example."""
+  if system != SYSTEM_EMBEDDING_STATS:
+    return
+  counted = statistics.load_embedding_statistics(
+      output_dir).splits['train'].num_examples
+  if counted != num_examples:
+    raise AssertionError(f'{output_dir}: {counted} examples counted, '
+                         f'{num_examples} written.')
+
+
+def time_system(system: str, path: str, num_examples: int,
+                measured: Sequence[features_lib.MeasuredFeature], reps: int,
                 warmup: int = 1) -> Dict[str, Any]:
   """Runs `system` on `path` warmup + reps times; times the reps."""
   seconds = []
+  rss_before = measure.current_rss_bytes()
   with tempfile.TemporaryDirectory(prefix='stats_bench_') as root:
     for index in range(warmup + reps):
       output_dir = os.path.join(root, f'run_{index}')
       start = time.perf_counter()
-      _RUNNERS[system](path, output_dir)
+      _RUNNERS[system](path, output_dir, measured)
       if index >= warmup:
         seconds.append(time.perf_counter() - start)
+      _check_counted(system, output_dir, num_examples)
   return {'seconds': measure.summarize(seconds),
           'examples_per_second': measure.summarize(
-              [num_examples / s for s in seconds])}
+              [num_examples / s for s in seconds]),
+          'num_examples': num_examples, 'rss_before_runs_bytes': rss_before}
 
 
 def run_case(case: Mapping[str, Any]) -> Dict[str, Any]:
-  """One system on one prepared file (worker entry point)."""
-  return time_system(case['system'], case['path'], case['num_examples'],
+  """One system on one prepared scale (worker entry point)."""
+  manifest = read_manifest(case['root'])
+  file = manifest['files'][str(case['scale'])]
+  measured = movies_transformed.read_features(manifest['features_path'])
+  return time_system(case['system'], file['path'], file['examples'], measured,
                      case['reps'], case.get('warmup', 1))
 
 
-def main():
+def main(argv: Sequence[str] = None) -> None:
   parser = argparse.ArgumentParser(description=__doc__)
-  parser.add_argument('--num_examples', type=int, default=100_000)
+  parser.add_argument('--scales', type=int, nargs='+', default=[1, 16])
   parser.add_argument('--reps', type=int, default=1)
-  args = parser.parse_args()
-  records = list(_serialized_examples(args.num_examples))
+  parser.add_argument('--sample_films', type=int, default=0,
+                      help='read only this many films (0: all)')
+  args = parser.parse_args(argv)
   with tempfile.TemporaryDirectory() as root:
-    path = os.path.join(root, 'train.gz')
-    _write(path, records)
-    timings = {system: time_system(system, path, args.num_examples, args.reps)
-               for system in SYSTEMS}
-  numpy_seconds = _time_numpy_path(records)
-  rows = [(SYSTEM_LABELS[s], t['seconds']['median']) for s, t in
-          timings.items()] + [('decode + accumulate only', numpy_seconds)]
-  for label, seconds in rows:
-    print(f'{label}: {seconds:.2f} s, '
-          f'{args.num_examples / seconds:,.0f} examples/s')
-  speedup = measure.ratio(timings[SYSTEM_TFDV]['seconds']['median'],
-                          timings[SYSTEM_EMBEDDING_STATS]['seconds']['median'])
-  print(f'TFDV time / EmbeddingStatsGen time: {speedup:.2f}')
+    manifest = prepare_inputs({'root': root, 'scales': args.scales,
+                               'sample_films': args.sample_films})
+    print(f'{manifest["base_examples"]:,} transformed training examples of '
+          f'{manifest["films"]:,} films; prepared in '
+          f'{manifest["prepare_seconds"]["transform"]:.1f} s')
+    for scale in args.scales:
+      timings: Dict[str, List[float]] = {}
+      for system in SYSTEMS:
+        result = run_case({'root': root, 'scale': scale, 'system': system,
+                           'reps': args.reps, 'warmup': 0})
+        timings[system] = result['seconds']['median']
+        print(f'{scale}x {SYSTEM_LABELS[system]}: {timings[system]:.2f} s, '
+              f'{result["num_examples"] / timings[system]:,.0f} examples/s')
+      print(f'{scale}x TFDV time / EmbeddingStatsGen time: '
+            f'{timings[SYSTEM_TFDV] / timings[SYSTEM_EMBEDDING_STATS]:.2f}')
 
 
 if __name__ == '__main__':

@@ -342,59 +342,80 @@ def _vocabulary_memory(data, analysis, vocab_sizes) -> List[str]:
   return lines + ['']
 
 
+def _stats_data_text(sizes: Mapping[str, Any],
+                     prepared: Optional[Mapping[str, Any]]) -> List[str]:
+  """What the statistics benchmark read, from its preparation's manifest."""
+  scales = ', '.join(f'{s}x' for s in sizes['stats_scales'])
+  if not prepared:
+    return [f'The demo\'s transformed training examples at {scales} '
+            '(their preparation failed; see the errors).', '']
+  sequence = prepared['sequence']
+  films = (f'the first {sizes["stats_sample_films"]:,} films'
+           if sizes['stats_sample_films'] else 'all films')
+  return [
+      f'The demo\'s real transformed training examples: {films} of the '
+      f'bundled movies database ({prepared["films"]:,} read) through '
+      'MoviesExampleGen\'s row conversion and train/eval split (film-id hash, '
+      '4:1) and the demo `preprocessing_fn` under tf.Transform (its TF1 '
+      'mode, to halve the preparation: the same ids; a z-scored float may '
+      'differ in its last bit), giving '
+      f'{prepared["base_examples"]:,} training examples of '
+      f'{prepared["mean_example_bytes"]:,.0f} bytes on average '
+      '(`benchmarks/movies_transformed.py`; prepared once in '
+      f'{prepared["prepare_seconds"]["transform"]:.0f} s, files written in '
+      f'{prepared["prepare_seconds"]["write"]:.0f} s). Scale k is one gzipped '
+      'TFRecord file holding those records k times over (exact copies, same '
+      'order), so every count at kx is k times the 1x count; each '
+      'EmbeddingStatsGen run is checked to have counted every example. '
+      f'{len(prepared["features"])} embedded features are measured (those '
+      'the demo\'s embedding spec declares: '
+      f'{", ".join(f"`{f}`" for f in prepared["features"])}); the sequence '
+      f'`{sequence["feature"]}` has {sequence["mean_length"]:.1f} ids per '
+      f'example on average (p99 {sequence["p99_length"]:.0f}, max '
+      f'{sequence["max_length"]}), {sequence["distinct_ids"]:,} distinct ids '
+      f'of {sequence["id_space"]:,}.', '']
+
+
 def _stats(data, analysis) -> List[str]:
   sizes = data['sizes']
   stats = analysis['stats']
   prepared = next(iter(_ok(data['results'], 'prepare_stats')), None)
-  lines = [
-      '## Statistics: EmbeddingStatsGen against StatisticsGen (TFDV)', '',
-      f'{sizes["stats_base_examples"]:,} synthetic transformed examples '
-      '(`benchmarks/embedding_stats_bench.py`: a Zipf sequence of ids over a '
-      '100k vocabulary, an identity bag and an unused bytes feature, gzipped '
-      'TFRecords) amplified to '
-      f'{", ".join(f"{s}x" for s in sizes["stats_scales"])} by `amplify` '
-      '(row lengths and ids resampled from the base\'s empirical '
-      'distributions). Both systems read the same file on the Beam '
-      'DirectRunner with default options: this product\'s '
-      '`GenerateEmbeddingStatistics` (the embedding features only) and '
-      '`tfdv.generate_statistics_from_tfrecord` (TFDV `GenerateStatistics` '
-      'with default `StatsOptions`, what StatisticsGen runs, over all '
-      f'features). One warm-up run, then {sizes["reps"]} timed runs; '
-      'seconds per run including pipeline start-up and writing the output.',
-      '']
+  lines = ['## Statistics: EmbeddingStatsGen against StatisticsGen (TFDV)', '']
+  lines += _stats_data_text(sizes, prepared)
+  lines += [
+      'Both systems read the same file on the Beam DirectRunner with default '
+      'options: this product\'s `GenerateEmbeddingStatistics` (the embedded '
+      'features only) and `tfdv.generate_statistics_from_tfrecord` (TFDV '
+      '`GenerateStatistics` with default `StatsOptions`, what StatisticsGen '
+      'runs, over all features). EmbeddingStatsGen reads each file as one '
+      'unit of work with TensorFlow\'s C++ TFRecord reader and example parser '
+      '(`ReadExamplesAsRecordBatches`); TFDV reads with Beam\'s TFRecord '
+      f'source and tfx-bsl\'s decoder. {sizes["stats_warmup"]} warm-up run(s), '
+      f'then {sizes["reps"]} timed runs; seconds per run including pipeline '
+      'start-up and writing the output. "RSS before" is the worker\'s '
+      'resident memory after its imports, before the first run.', '']
   rows = []
   for scale in sizes['stats_scales']:
     ours, theirs = stats.get((scale, 'embedding_stats')), stats.get(
         (scale, 'tfdv'))
-    count = scale * sizes['stats_base_examples']
+    count = (ours or theirs or {}).get('num_examples')
     rows.append([
-        f'{scale}x', f'{count:,}',
+        f'{scale}x', 'n/a' if count is None else f'{count:,}',
         _spread(ours['seconds'], 2) if ours else 'failed',
         _num(ours['examples_per_second']['median'], 0) if ours else 'n/a',
         _spread(theirs['seconds'], 2) if theirs else 'failed',
         _num(theirs['examples_per_second']['median'], 0) if theirs else 'n/a',
-        _ratio(analysis['stats_ratio'].get(scale)),
-        _mib(ours['peak_rss_bytes']) if ours else 'n/a',
-        _mib(theirs['peak_rss_bytes']) if theirs else 'n/a'])
+        _ratio(analysis['stats_ratio'].get(scale))] + [
+            f'{_mib(r["peak_rss_bytes"])} ({_mib(r["rss_before_runs_bytes"])})'
+            if r else 'n/a' for r in (ours, theirs)])
   lines += _table(
       ['scale', 'examples', 'EmbeddingStatsGen s median (min–max)',
        'its examples/s', 'TFDV s median (min–max)', 'its examples/s',
-       'TFDV time ÷ EmbeddingStatsGen time', 'EmbeddingStatsGen peak RSS MiB',
-       'TFDV peak RSS MiB'], rows)
+       'TFDV time ÷ EmbeddingStatsGen time',
+       'EmbeddingStatsGen peak RSS MiB (RSS before)',
+       'TFDV peak RSS MiB (RSS before)'], rows)
   lines.append(_rss_note(data))
-  lines.append('')
-  if prepared:
-    lines += ['Distribution of the sequence feature in each file (checks '
-              'that `amplify` keeps lengths and ids):', '']
-    dist_rows = [[f'{scale}x', f'{f["examples"]:,}', f'{f["mean_length"]:.2f}',
-                  f'{f["p50_length"]:.0f}', f'{f["p99_length"]:.0f}',
-                  f'{f["distinct_ids"]:,}', f'{f["top10_id_share"]:.3f}']
-                 for scale, f in sorted(prepared['files'].items(),
-                                        key=lambda kv: int(kv[0]))]
-    lines += _table(['file', 'examples', 'mean length', 'p50 length',
-                     'p99 length', 'distinct ids', 'share of top-10 ids'],
-                    dist_rows)
-  return lines
+  return lines + ['']
 
 
 def _oov_rows(data) -> List[str]:

@@ -150,8 +150,8 @@ def test_recommend_lengths_and_counters():
       counters['rows_truncated_by_recommended_length'])
 
 
-def _write_examples(path, rows):
-  with tf.io.TFRecordWriter(path, options='GZIP') as writer:
+def _write_examples(path, rows, options='GZIP'):
+  with tf.io.TFRecordWriter(path, options=options) as writer:
     for seq, hour in rows:
       example = tf.train.Example()
       example.features.feature[SEQ.column].int64_list.value.extend(seq)
@@ -159,6 +159,37 @@ def _write_examples(path, rows):
         example.features.feature['hour'].int64_list.value.extend(hour)
       example.features.feature['ignored'].bytes_list.value.append(b'x')
       writer.write(example.SerializeToString())
+
+
+@pytest.mark.parametrize('name,options', [('part.gz', 'GZIP'),
+                                          ('part.tfrecord', None)])
+def test_read_record_batches_matches_the_rows(tmp_path, name, options):
+  rows = _rows(7, 23)
+  path = str(tmp_path / name)
+  _write_examples(path, rows, options)
+  batches = list(decoding.read_record_batches(path, [SEQ.column, 'hour'], 10))
+  assert [b.num_rows for b in batches] == [10, 10, 3]
+  assert all(b.schema.names == ['hour', SEQ.column] for b in batches)
+  for feature, index in ((SEQ, 0), (HOUR, 1)):
+    columns = [decoding.record_batch_columns(b, [feature])[feature.name]
+               for b in batches]
+    lengths = np.concatenate([c[0] for c in columns])
+    ids = np.concatenate([c[1] for c in columns])
+    np.testing.assert_array_equal(lengths, [len(r[index]) for r in rows])
+    np.testing.assert_array_equal(ids, [i for r in rows for i in r[index]])
+
+
+def test_read_record_batches_rejects_unreadable_compression(tmp_path):
+  path = str(tmp_path / 'part.bz2')
+  with pytest.raises(ValueError, match='part.bz2: bzip2 compressed'):
+    list(decoding.read_record_batches(path, [SEQ.column], 10))
+
+
+def test_read_fails_when_no_file_matches(tmp_path):
+  with pytest.raises(Exception, match='Empty match for pattern .*missing-'):
+    with beam.Pipeline() as pipeline:
+      _ = pipeline | beam_stats.ReadExamplesAsRecordBatches(
+          str(tmp_path / 'missing-*'), [SEQ.column])
 
 
 def test_generate_from_files_on_multi_process_runner(tmp_path):

@@ -13,6 +13,8 @@
 from typing import Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import apache_beam as beam
+from apache_beam.io import fileio
+from apache_beam.io import filesystem
 import pyarrow as pa
 
 from components.embedding_stats import accumulators
@@ -26,7 +28,9 @@ from components.embedding_stats import split_checks
 from components.embedding_stats import statistics
 
 METRICS_NAMESPACE = 'tpu_embedding_tfx.EmbeddingStatsGen'
-_MAX_BATCH_SIZE = 1000
+# Examples per RecordBatch read: large enough that per-batch Python work is
+# negligible, small enough that a batch of long sequences stays a few MiB.
+_READ_BATCH_SIZE = 4096
 
 _examples_read = beam.metrics.Metrics.counter(METRICS_NAMESPACE,
                                               'examples_read')
@@ -86,19 +90,39 @@ def _count_examples(record_batch: pa.RecordBatch) -> pa.RecordBatch:
   return record_batch
 
 
+class _ReadFileDoFn(beam.DoFn):
+  """Reads one TFRecord file of tf.Examples as RecordBatches of `columns`."""
+
+  def __init__(self, columns: Sequence[str], batch_size: int):
+    self._columns = tuple(columns)
+    self._batch_size = batch_size
+
+  def process(self, file_metadata: filesystem.FileMetadata
+              ) -> Iterable[pa.RecordBatch]:
+    yield from decoding.read_record_batches(
+        file_metadata.path, self._columns, self._batch_size)
+
+
 @beam.ptransform_fn
 @beam.typehints.with_output_types(pa.RecordBatch)
 def ReadExamplesAsRecordBatches(pipeline: beam.pvalue.PBegin,
                                 file_pattern: str,
-                                columns: Sequence[str]) -> beam.PCollection:
-  """Reads (gzipped) TFRecords of tf.Examples, decoding only `columns`."""
-  decoder = decoding.make_decoder(columns)
+                                columns: Sequence[str],
+                                batch_size: int = _READ_BATCH_SIZE
+                                ) -> beam.PCollection:
+  """Reads (gzipped) TFRecords of tf.Examples, decoding only `columns`.
+
+  A file is the unit of work: its records are read and parsed in batches by
+  TensorFlow's C++ reader and parser, with no per-example Python or Beam
+  element. (A gzipped file cannot be split anyway, and Transform writes
+  gzipped shards.) A pattern matching no file is an error.
+  """
   return (pipeline
-          | 'ReadTFRecords' >> beam.io.ReadFromTFRecord(
-              file_pattern, coder=beam.coders.BytesCoder())
-          | 'BatchExamples' >> beam.BatchElements(
-              max_batch_size=_MAX_BATCH_SIZE)
-          | 'DecodeExamples' >> beam.Map(decoder.DecodeBatch))
+          | 'MatchFiles' >> fileio.MatchFiles(
+              file_pattern,
+              empty_match_treatment=fileio.EmptyMatchTreatment.DISALLOW)
+          | 'SpreadFiles' >> beam.Reshuffle()
+          | 'ReadAndDecode' >> beam.ParDo(_ReadFileDoFn(columns, batch_size)))
 
 
 @beam.ptransform_fn

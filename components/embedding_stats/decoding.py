@@ -1,19 +1,31 @@
 """Serialized `tf.train.Example`s -> Arrow RecordBatches -> NumPy arrays.
 
-Decoding uses tfx-bsl's C++ decoder restricted to the measured columns, so
-other features are skipped, and lengths and ids are then read from the Arrow
-list offsets and flat values without per-example Python work.
+Files are read and parsed in batches by TensorFlow's C++ TFRecord reader and
+example parser (`read_record_batches`), restricted to the measured columns, so
+that no Python work is done per example and other features are skipped;
+tfx-bsl's C++ decoder (`make_decoder`) decodes batches already in memory.
+Lengths and ids are then read from the Arrow list offsets and flat values.
 """
 
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, Iterator, List, Sequence, Tuple
 
+from apache_beam.io import filesystem
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import tensorflow as tf
 from tensorflow_metadata.proto.v0 import schema_pb2
 from tfx_bsl.coders import example_coder
 
 from components.embedding_stats import features as features_lib
+
+# Beam's compression types (detected from the file name, as Beam's TFRecord
+# source does) -> TensorFlow's names of the same formats.
+_TF_COMPRESSION = {
+    filesystem.CompressionTypes.UNCOMPRESSED: '',
+    filesystem.CompressionTypes.GZIP: 'GZIP',
+    filesystem.CompressionTypes.DEFLATE: 'ZLIB',
+}
 
 
 def decoder_schema(columns: Sequence[str]) -> schema_pb2.Schema:
@@ -29,6 +41,47 @@ def make_decoder(columns: Sequence[str]
   """A picklable decoder of serialized examples into RecordBatches."""
   return example_coder.ExamplesToRecordBatchDecoder(
       decoder_schema(columns).SerializeToString())
+
+
+def tf_compression(path: str) -> str:
+  """TensorFlow's compression name for a TFRecord file, from its suffix."""
+  compression = filesystem.CompressionTypes.detect_compression_type(path)
+  if compression not in _TF_COMPRESSION:
+    raise ValueError(
+        f'{path}: {compression} compressed TFRecords cannot be read; write '
+        'the examples uncompressed, gzipped (.gz) or deflated (.deflate).')
+  return _TF_COMPRESSION[compression]
+
+
+def _parse_batch(columns: Sequence[str]):
+  """A function parsing a batch of serialized examples into ragged columns."""
+  spec = {column: tf.io.RaggedFeature(tf.int64, row_splits_dtype=tf.int64)
+          for column in sorted(set(columns))}
+  return lambda serialized: tf.io.parse_example(serialized, spec)
+
+
+def _as_record_batch(parsed: Dict[str, tf.RaggedTensor]) -> pa.RecordBatch:
+  """Parsed ragged columns as a RecordBatch of int64 large lists."""
+  names = sorted(parsed)
+  return pa.RecordBatch.from_arrays(
+      [pa.LargeListArray.from_arrays(parsed[n].row_splits.numpy(),
+                                     parsed[n].values.numpy())
+       for n in names], names)
+
+
+def read_record_batches(path: str, columns: Sequence[str],
+                        batch_size: int) -> Iterator[pa.RecordBatch]:
+  """Reads a TFRecord file of tf.Examples as RecordBatches of `columns`.
+
+  Each column is an int64 large list; a row without the feature is empty.
+  Reading, decompression, checksums and parsing run in TensorFlow's C++ code,
+  one call per batch of `batch_size` examples.
+  """
+  records = tf.data.TFRecordDataset(path,
+                                    compression_type=tf_compression(path))
+  dataset = records.batch(batch_size).map(_parse_batch(columns))
+  for parsed in dataset:
+    yield _as_record_batch(parsed)
 
 
 def list_lengths_and_values(array: pa.Array) -> Tuple[np.ndarray, np.ndarray]:

@@ -193,6 +193,59 @@ def check_numbers(row: Mapping[str, Any]) -> None:
     _numbers(row, ON_BAD_VALUE_FAIL)
 
 
+class RowValues(NamedTuple):
+  """What becomes of one row, as plain Python values.
+
+  Attributes:
+    values: feature name -> list of values (ints for the film id and the
+      label, strings for categorical features, floats for numbers), or None
+      when the row is dropped.
+    drop_reason: why the row is dropped (one of ``DROP_REASONS``), or None.
+    non_finite: as in ``Conversion``.
+  """
+
+  values: Optional[Dict[str, List[Any]]]
+  drop_reason: Optional[str]
+  non_finite: Tuple[str, ...] = ()
+
+
+def row_values(row: Mapping[str, Any],
+               on_bad_value: str = ON_BAD_VALUE_FAIL) -> RowValues:
+  """The values ``convert_row`` writes, without building a proto.
+
+  For callers that encode many rows at once (protobuf objects are slow in
+  pure Python); see ``convert_row`` for the arguments and errors.
+  """
+  label, reason = label_from_meter(row[movies_db.METER_COLUMN])
+  if reason:
+    return RowValues(None, reason)
+  numbers, non_finite, reason = _numbers(row, on_bad_value)
+  if reason:
+    return RowValues(None, reason)
+  values: Dict[str, List[Any]] = {
+      features.FILM_ID: [int(row[features.FILM_ID])],
+      features.LABEL: [label],
+  }
+  for name in features.LIST_FEATURES:
+    values[name] = split_list(row[name])
+  for name in features.SCALAR_CATEGORICAL_FEATURES:
+    values[name] = _optional_text(row[name])
+  values.update(numbers)
+  return RowValues(values, None, non_finite)
+
+
+def _as_example(values: Mapping[str, List[Any]]) -> tf.train.Example:
+  feature = {}
+  for name, items in values.items():
+    if name in (features.FILM_ID, features.LABEL):
+      feature[name] = _int64_feature(items)
+    elif name in features.NUMERIC_FEATURES:
+      feature[name] = _float_feature(items)
+    else:
+      feature[name] = _bytes_feature(items)
+  return tf.train.Example(features=tf.train.Features(feature=feature))
+
+
 def convert_row(row: Mapping[str, Any],
                 on_bad_value: str = ON_BAD_VALUE_FAIL) -> Conversion:
   """Converts one query row into an example, or says why it is dropped.
@@ -206,24 +259,10 @@ def convert_row(row: Mapping[str, Any],
   Raises:
     BadValueError: see ``on_bad_value``.
   """
-  label, reason = label_from_meter(row[movies_db.METER_COLUMN])
-  if reason:
-    return Conversion(None, reason)
-  numbers, non_finite, reason = _numbers(row, on_bad_value)
-  if reason:
-    return Conversion(None, reason)
-  feature = {
-      features.FILM_ID: _int64_feature([int(row[features.FILM_ID])]),
-      features.LABEL: _int64_feature([label]),
-  }
-  for name in features.LIST_FEATURES:
-    feature[name] = _bytes_feature(split_list(row[name]))
-  for name in features.SCALAR_CATEGORICAL_FEATURES:
-    feature[name] = _bytes_feature(_optional_text(row[name]))
-  for name, values in numbers.items():
-    feature[name] = _float_feature(values)
-  return Conversion(tf.train.Example(features=tf.train.Features(feature=feature)),
-                    None, non_finite)
+  converted = row_values(row, on_bad_value)
+  if converted.drop_reason:
+    return Conversion(None, converted.drop_reason)
+  return Conversion(_as_example(converted.values), None, converted.non_finite)
 
 
 def row_to_example(

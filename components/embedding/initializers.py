@@ -14,6 +14,15 @@ Registered initializers:
   zeros()
   constant(value=0.0)
 A dotted path names a module-level function `fn(shape, dtype, **params)`.
+
+Built whole, a random table holds up to three full-size tensors at once (the
+unit draw, its product with the scale, the sum with the shift), and
+TensorFlow's CPU allocator keeps the memory it reached. The registered random
+initializers, `TableConfig`'s default and `oov.ZeroOovRows` therefore also
+describe their values as a `RowRecipe`: a full-size unit draw, finished row
+block by row block. `initialize_in_place` finishes a variable created from the
+draw in its own buffer, with the same values as the plain call
+(`CpuEmbedding.build` does this for every table that has a recipe).
 """
 
 import dataclasses

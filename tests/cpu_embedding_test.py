@@ -5,6 +5,8 @@ import pytest
 import tensorflow as tf
 
 from components.embedding import cpu_embedding
+from components.embedding import initializers
+from components.embedding import oov
 
 E = tf.tpu.experimental.embedding
 BATCH = 6
@@ -469,8 +471,6 @@ def test_ftrl_nan_gradient_is_not_hidden_as_a_zero_weight():
 
 def _initializer_config():
   """One table per kind of initializer, with Adam's two slots or Adagrad's."""
-  from components.embedding import initializers  # pylint: disable=g-import-not-at-top
-  from components.embedding import oov  # pylint: disable=g-import-not-at-top
   kinds = {
       'default': None,
       'normal': initializers.initializer('random_normal', stddev=0.3),
@@ -493,9 +493,9 @@ def _built_variables(embedding_class):
   embedding = embedding_class(_initializer_config(), E.Adagrad(0.1))
   embedding.build()
   # Both classes keep each table's variables in their base class's dict.
+  by_table = embedding._variables  # pylint: disable=protected-access
   return {variable.name: variable
-          for variables in embedding._variables.values()  # pylint: disable=protected-access
-          for variable in variables.values()}
+          for variables in by_table.values() for variable in variables.values()}
 
 
 def test_build_creates_tpu_embedding_for_serving_variables_and_values():
@@ -511,7 +511,6 @@ def test_build_creates_tpu_embedding_for_serving_variables_and_values():
 
 
 def test_build_finishes_only_random_tables_in_place(monkeypatch):
-  from components.embedding import initializers  # pylint: disable=g-import-not-at-top
   finished = []
   original = initializers.initialize_in_place
 

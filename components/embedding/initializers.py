@@ -40,7 +40,7 @@ def _default_stddev(shape: Sequence[int]) -> float:
 
 @dataclasses.dataclass(frozen=True)
 class RowRecipe:
-  """An initializer's values as a full-size draw finished row block by row block.
+  """An initializer's values: a full-size draw, finished by row blocks.
 
   The values are `finish(draw(), 0)`. `finish(rows, first_row)` maps a block
   of the draw's rows (the first being row `first_row`) to their values, row by
@@ -229,7 +229,8 @@ def row_recipe(initializer: Any, shape: Sequence[int],
   """
   if hasattr(initializer, 'row_recipe'):
     return initializer.row_recipe(shape, dtype)
-  if (type(initializer) is _TABLE_DEFAULT_INITIALIZER and  # pylint: disable=unidiomatic-typecheck
+  # Exactly that class: a subclass may compute other values.
+  if (initializer.__class__ is _TABLE_DEFAULT_INITIALIZER and
       not getattr(initializer, 'seed', None)):
     return _truncated_normal_recipe(
         shape, tf.as_dtype(dtype or tf.float32), initializer.mean,

@@ -5,6 +5,8 @@ import pytest
 import tensorflow as tf
 
 from components.embedding import cpu_embedding
+from components.embedding import initializers
+from components.embedding import oov
 
 E = tf.tpu.experimental.embedding
 BATCH = 6
@@ -462,3 +464,61 @@ def test_ftrl_nan_gradient_is_not_hidden_as_a_zero_weight():
   assert np.isnan(weights[2, 0])  # NaN, visible to a non-finite check.
   assert np.isfinite(weights[2, 1]) and weights[2, 1] != 0.5
   np.testing.assert_array_equal(weights[[0, 1, 3, 4]], 0.5)
+
+
+# --- Table creation: in place, with TPUEmbeddingForServing's values. ---
+
+
+def _initializer_config():
+  """One table per kind of initializer, with Adam's two slots or Adagrad's."""
+  kinds = {
+      'default': None,
+      'normal': initializers.initializer('random_normal', stddev=0.3),
+      'uniform_seeded': initializers.initializer('random_uniform', seed=4),
+      'zero_oov': oov.ZeroOovRows(None, first_row=7, vocabulary_size=9,
+                                  table_name='zero_oov'),
+      'constant': initializers.initializer('constant', value=0.5),
+  }
+  return {
+      name: E.FeatureConfig(table=E.TableConfig(
+          vocabulary_size=9, dim=5, initializer=init, name=name,
+          optimizer=E.Adam(0.1) if name == 'normal' else None))
+      for name, init in kinds.items()
+  }
+
+
+def _built_variables(embedding_class):
+  """Every variable `embedding_class` builds, by name, from the same seed."""
+  tf.random.set_seed(11)
+  embedding = embedding_class(_initializer_config(), E.Adagrad(0.1))
+  embedding.build()
+  # Both classes keep each table's variables in their base class's dict.
+  by_table = embedding._variables  # pylint: disable=protected-access
+  return {variable.name: variable
+          for variables in by_table.values() for variable in variables.values()}
+
+
+def test_build_creates_tpu_embedding_for_serving_variables_and_values():
+  ours = _built_variables(cpu_embedding.CpuEmbedding)
+  theirs = _built_variables(E.TPUEmbeddingForServing)
+  assert sorted(ours) == sorted(theirs)
+  assert 'normal/velocities:0' in ours and 'default/accumulators:0' in ours
+  for name, variable in ours.items():
+    assert variable.shape == theirs[name].shape, name
+    assert variable.trainable == theirs[name].trainable, name
+    np.testing.assert_array_equal(variable.numpy(), theirs[name].numpy(),
+                                  err_msg=name)
+
+
+def test_build_finishes_only_random_tables_in_place(monkeypatch):
+  finished = []
+  original = initializers.initialize_in_place
+
+  def spy(variable, recipe, **kwargs):
+    finished.append(variable.name)
+    original(variable, recipe, **kwargs)
+
+  monkeypatch.setattr(initializers, 'initialize_in_place', spy)
+  _built_variables(cpu_embedding.CpuEmbedding)
+  assert sorted(finished) == [
+      'default:0', 'normal:0', 'uniform_seeded:0', 'zero_oov:0']

@@ -7,7 +7,10 @@ TPU:
 * Variables: it is a `tf.tpu.experimental.embedding.TPUEmbeddingForServing`,
   which creates each table and its optimizer slots exactly as `TPUEmbedding`
   does (same shapes, initializers and checkpoint keys, such as `<table>` and
-  `<table>/<slot>`), so checkpoints move between the two classes.
+  `<table>/<slot>`), so checkpoints move between the two classes. Random
+  tables are initialized in place, row block by row block, with the same
+  values (see `initializers.RowRecipe`): building costs about the memory of
+  the tables and slots themselves, not three full-size temporaries per table.
 * Lookups: `tf.tpu.experimental.embedding.serving_embedding_lookup`,
   TensorFlow's CPU version of the TPU lookup (combiners, weights, zero padding
   and truncation of sequence features to `max_sequence_length`). Under a
@@ -44,11 +47,14 @@ with the model's Keras optimizer.
 """
 
 import dataclasses
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+import functools
+from typing import (Any, Callable, Dict, List, Mapping, Optional, Sequence,
+                    Tuple, Union)
 
 import tensorflow as tf
 
 from components.embedding import bag_lookup
+from components.embedding import initializers
 from components.embedding import tpu_update_rules
 
 _embedding = tf.tpu.experimental.embedding
@@ -184,6 +190,33 @@ def _sparse_rows_as_ragged(sparse: tf.SparseTensor) -> tf.RaggedTensor:
       sparse.values, sparse.indices[:, 0], nrows=sparse.dense_shape[0])
 
 
+def _initialized_in_place(next_creator: Callable[..., tf.Variable],
+                          **kwargs: Any) -> tf.Variable:
+  """A variable creator that finishes random tables in place, block by block.
+
+  `TPUEmbeddingForServing` creates each table from
+  `functools.partial(initializer, shape, dtype=dtype)`; built whole, a
+  truncated normal holds three full-size tensors at once (the unit draw, the
+  product and the sum), and TensorFlow's CPU allocator keeps what it reached.
+  When the initializer has a `RowRecipe`, the variable is created from the
+  unit draw and finished in place (same values). Any other initial value,
+  such as a checkpoint's restored on creation, is left to `next_creator`.
+  """
+  initial_value = kwargs.get('initial_value')
+  recipe = None
+  if (tf.executing_eagerly() and isinstance(initial_value, functools.partial)
+      and len(initial_value.args) == 1 and
+      set(initial_value.keywords) <= {'dtype'}):
+    recipe = initializers.row_recipe(
+        initial_value.func, initial_value.args[0],
+        initial_value.keywords.get('dtype', tf.float32))
+  if recipe is None:
+    return next_creator(**kwargs)
+  variable = next_creator(**dict(kwargs, initial_value=recipe.draw))
+  initializers.initialize_in_place(variable, recipe)
+  return variable
+
+
 class CpuEmbedding(_embedding.TPUEmbeddingForServing):
   """TPU embedding tables, lookups and embedding optimizers on a CPU or GPU.
 
@@ -229,6 +262,18 @@ class CpuEmbedding(_embedding.TPUEmbeddingForServing):
         feature_names=_feature_names(feature_config),
         validate_ids=validate_ids,
         fused_bags=fused_bags)
+
+  def build(self) -> None:
+    """Creates the tables and slots; random tables are initialized in place.
+
+    Same variables, names and values as `TPUEmbeddingForServing.build`, with
+    a peak memory of the variables themselves (plus 4 MiB blocks) instead of
+    up to three full-size temporaries per table (see `_initialized_in_place`).
+    """
+    if self._built:
+      return
+    with tf.variable_creator_scope(_initialized_in_place):
+      super().build()
 
   def __call__(self, features: Any, weights: Optional[Any] = None) -> Any:
     """Looks up `features`; see `embedding_lookup`."""

@@ -23,11 +23,12 @@ or serving time gets a random embedding. Three ways to start them:
 OOV rows that training does touch keep what they learned in every mode.
 """
 
-import math
 from typing import Any, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
+
+from components.embedding import initializers
 
 RANDOM = 'random'
 ZERO = 'zero'
@@ -71,20 +72,44 @@ class ZeroOovRows:
 
   def __call__(self, shape: Sequence[int], dtype: Any = tf.float32,
                **unused_kwargs: Any) -> tf.Tensor:
-    rows, dim = int(shape[0]), int(shape[1])
+    recipe = self.row_recipe(shape, dtype)
+    if recipe is not None:
+      return recipe.values()
+    dtype = tf.as_dtype(dtype or tf.float32)
+    return self._zero_oov(
+        tf.convert_to_tensor(self.base(shape, dtype=dtype), dtype), 0)
+
+  def row_recipe(self, shape: Sequence[int], dtype: Any = tf.float32
+                ) -> Optional[initializers.RowRecipe]:
+    """`base`'s `RowRecipe` with the OOV rows zeroed; None if `base` has none.
+
+    See `initializers.initialize_in_place`.
+    """
+    self._check_whole_table(shape)
+    dtype = tf.as_dtype(dtype or tf.float32)
+    base = (self.base if self.base is not None else
+            initializers.initializer('truncated_normal'))
+    recipe = initializers.row_recipe(base, shape, dtype)
+    if recipe is None:
+      return None
+    return initializers.RowRecipe(
+        recipe.draw,
+        lambda rows, first_row: self._zero_oov(
+            recipe.finish(rows, first_row), first_row))
+
+  def _check_whole_table(self, shape: Sequence[int]) -> None:
+    rows = int(shape[0])
     if rows != self.vocabulary_size:
       raise ValueError(
           f'Table {self.table_name!r}: oov_rows=\'zero\' needs the initializer '
           f'to be called with the whole table ({self.vocabulary_size} rows), '
           f'got a shard of {rows} rows (multi-host TPU slices shard tables on '
           'the hosts). Use oov_rows=\'mean_after_training\' or \'random\'.')
-    dtype = tf.as_dtype(dtype or tf.float32)
-    if self.base is None:
-      values = tf.random.truncated_normal(
-          shape, stddev=1.0 / math.sqrt(dim), dtype=dtype)
-    else:
-      values = tf.convert_to_tensor(self.base(shape, dtype=dtype), dtype)
-    keep = tf.range(rows) < self.first_row
+
+  def _zero_oov(self, values: tf.Tensor, first_row: int) -> tf.Tensor:
+    """`values`, rows `first_row`... of the table, with the OOV rows zero."""
+    rows = tf.shape(values)[0]
+    keep = tf.range(first_row, first_row + rows) < self.first_row
     return tf.where(keep[:, tf.newaxis], values, tf.zeros_like(values))
 
   def __eq__(self, other: Any) -> bool:

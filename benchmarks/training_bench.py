@@ -46,7 +46,6 @@ from components.trainer import tasks
 from pipelines.movies import embedding_spec
 from pipelines.movies import features
 from pipelines.movies import model as model_lib
-from pipelines.movies import pipeline
 
 ROUTE_PRODUCT = 'product'
 ROUTE_KERAS = 'keras'
@@ -364,6 +363,9 @@ def _train_and_time(case: Mapping[str, Any], resolved: Any, iterator: Any,
 
 
 def _movies_resolved(case: Mapping[str, Any], output: Any) -> Any:
+  # The pipeline module brings TFX's orchestration packages: imported here,
+  # so that the vocabulary cases' workers start without them.
+  from pipelines.movies import pipeline  # pylint: disable=g-import-not-at-top
   spec = embedding_spec.create_embedding_spec(pipeline.TRAIN_STEPS)
   spec = type(spec)(columns=spec.columns,
                     optimizer=_optimizer_spec(case['optimizer']))

@@ -9,13 +9,31 @@ Public API:
 See ``components/trainer/README.md``.
 """
 
-from components.trainer.component import TpuEmbeddingTrainer
-from components.trainer.config import TrainingConfig
-from components.trainer.models import EmbeddingMlp
-from components.trainer.models import masked_mean
-from components.trainer.tasks import TaskConfig
-from components.trainer.training import run_training
-from components.trainer.training import TrainingResult
+import importlib
+from typing import Any
 
-__all__ = ['EmbeddingMlp', 'masked_mean', 'run_training', 'TaskConfig',
-           'TpuEmbeddingTrainer', 'TrainingConfig', 'TrainingResult']
+# Name -> module. Imported on first use: the component pulls in TFX's
+# orchestration packages (seconds of start-up), which code that only trains
+# or benchmarks (``from components.trainer import loop``) does not need.
+_EXPORTS = {
+    'TpuEmbeddingTrainer': 'component',
+    'TrainingConfig': 'config',
+    'EmbeddingMlp': 'models',
+    'masked_mean': 'models',
+    'TaskConfig': 'tasks',
+    'run_training': 'training',
+    'TrainingResult': 'training',
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+  if name not in _EXPORTS:
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
+  module = importlib.import_module(f'{__name__}.{_EXPORTS[name]}')
+  return getattr(module, name)
+
+
+def __dir__():
+  return sorted(list(globals()) + __all__)

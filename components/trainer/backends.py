@@ -119,18 +119,28 @@ class CpuBackend(_Backend):
 
     return step
 
-  def predict_step(self, model: Any) -> Callable[[Batch], Tuple[tf.Tensor,
-                                                                tf.Tensor]]:
-    """A tf.function mapping a batch to (labels, model outputs)."""
+  def predict_step(self, model: Any, element_spec: Optional[Any] = None
+                  ) -> Callable[[Batch], Tuple[tf.Tensor, tf.Tensor]]:
+    """A tf.function mapping a batch to (labels, model outputs).
 
-    # Batches differ in their ragged row lengths: trace for general shapes.
-    @tf.function(reduce_retracing=True)
+    Args:
+      model: the dense model.
+      element_spec: the batches' ``tf.data`` element spec, when known: the
+        step is then traced once, for every batch the spec admits (ragged
+        row lengths and a partial last batch included). Without it, the step
+        traces for general shapes once batches differ (``reduce_retracing``:
+        typically a trace for the first batch, one for the next and one for
+        a partial last batch).
+    """
+
     def step(batch):
       ids, weights, dense, labels = batch
       activations = self.embedding(ids, full_weights(ids, weights))
       return labels, model(model_inputs(activations, dense), training=False)
 
-    return step
+    if element_spec is not None:
+      return tf.function(step, input_signature=[element_spec])
+    return tf.function(step, reduce_retracing=True)
 
 
 class TpuBackend(_Backend):
@@ -289,8 +299,14 @@ class TpuBackend(_Backend):
                                       gradient, learning_rate,
                                       use_fused_kernels=False)
 
-  def predict_step(self, model: Any) -> Callable[[Any], Tuple[tf.Tensor,
-                                                              tf.Tensor]]:
+  def predict_step(self, model: Any, element_spec: Optional[Any] = None
+                  ) -> Callable[[Any], Tuple[tf.Tensor, tf.Tensor]]:
+    """A tf.function mapping a distributed batch to (labels, model outputs).
+
+    ``element_spec`` is accepted for the CPU backend's interface and not
+    used: TPU batches have static shapes (``drop_remainder``).
+    """
+    del element_spec  # Unused.
 
     def v1_replica_step(dense, labels):
       activations = self.embedding.dequeue()

@@ -13,8 +13,9 @@ The tables are restored from the training checkpoint, which both the CPU and
 the TPU path write with the same layout; the optimizer slots are left out.
 """
 
+import contextlib
 import os
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, ContextManager, Dict, List, Mapping, Optional
 
 import tensorflow as tf
 from absl import logging
@@ -66,6 +67,16 @@ class ServingModule(tf.Module):
   @tf.function(input_signature=[
       tf.TensorSpec(shape=[None], dtype=tf.string, name='examples')])
   def serve(self, examples: tf.Tensor) -> Dict[str, tf.Tensor]:
+    outputs = self.model(self._model_inputs(examples), training=False)
+    return self._serving_outputs(outputs)
+
+  # Only the user's model needs AutoGraph (its ``call`` may branch on
+  # tensors; tf_keras converts it when the model is called). The rest is this
+  # package's, Transform's and TensorFlow's code without tensor-dependent
+  # Python control flow: converting it cost seconds of every export.
+  @tf.autograph.experimental.do_not_convert
+  def _model_inputs(self, examples: tf.Tensor) -> Dict[str, Any]:
+    """Parses, transforms, maps ids and looks them up: the model's inputs."""
     # Bytes that are no tf.Example fail here with one clear error.
     raw = tf.io.parse_example(serving_input.checked_examples(examples),
                               self._raw_feature_spec)
@@ -74,16 +85,47 @@ class ServingModule(tf.Module):
     weights = {k: v for k, v in weights.items() if v is not None}
     activations = self.embedding(ids, backends.full_weights(ids, weights))
     dense = {k: tf.cast(transformed[k], tf.float32) for k in self._dense_keys}
-    outputs = self.model(backends.model_inputs(activations, dense),
-                         training=False)
+    return backends.model_inputs(activations, dense)
+
+  @tf.autograph.experimental.do_not_convert
+  def _serving_outputs(self, outputs: tf.Tensor) -> Dict[str, tf.Tensor]:
     return self._task.serving_outputs(outputs)
+
+
+def _without_keras_traces() -> ContextManager[None]:
+  """A scope in which saving skips tf_keras's traces of its layers' calls.
+
+  ``tf.saved_model.save`` of an object holding tf_keras models (the dense
+  model, Transform's layer) traces every layer's ``call`` again for functions
+  a SavedModel loader could call on the restored layers; the serving
+  signature never calls them, and the traces cost seconds of every export.
+  This is tf_keras's own switch (``Model.save(save_traces=False)``) for
+  ``tf.saved_model.save``; where tf_keras lacks it, the traces are saved.
+  """
+  try:
+    from tf_keras.src.saving.legacy.saved_model import utils  # pylint: disable=g-import-not-at-top
+    scope = utils.keras_option_scope
+    in_scope = utils.in_tf_saved_model_scope()
+  except (ImportError, AttributeError):
+    logging.info('tf_keras has no save_traces switch here: saving its '
+                 'traces.')
+    return contextlib.nullcontext()
+  return scope(save_traces=False, in_tf_saved_model_scope=in_scope)
 
 
 def restore_tables(feature_config: Mapping[str, Any],
                    checkpoint_path: str) -> cpu_embedding.CpuEmbedding:
-  """The learned tables (no optimizer slots) from a training checkpoint."""
+  """The learned tables (no optimizer slots) from a training checkpoint.
+
+  Their lookups do not check the ids' range again: in the serving function
+  the spec's ``IdMapper`` has checked every id (failing with an error that
+  names the feature), as on the training path (``backends.CpuBackend``). A
+  second check per feature only made the serving graph bigger and its
+  tracing and saving slower.
+  """
   embedding = cpu_embedding.CpuEmbedding(
-      serving_feature_config(feature_config), optimizer=None)
+      serving_feature_config(feature_config), optimizer=None,
+      validate_ids=False)
   embedding.build()
   tf.train.Checkpoint(embedding=embedding).restore(
       checkpoint_path).expect_partial().assert_existing_objects_matched()
@@ -112,8 +154,9 @@ def export_serving_model(export_dir: str, embedding: Any, model: Any,
   module = ServingModule(tf_transform_output.transform_features_layer(),
                          id_mapper, embedding, model, raw_spec, dense_keys,
                          task)
-  tf.saved_model.save(module, export_dir,
-                      signatures={SERVING_SIGNATURE: module.serve})
+  with _without_keras_traces():
+    tf.saved_model.save(module, export_dir,
+                        signatures={SERVING_SIGNATURE: module.serve})
   logging.info('Serving model written to %s', export_dir)
   return export_dir
 

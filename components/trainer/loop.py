@@ -102,14 +102,19 @@ def evaluate(backend: Any, model: Any, task: tasks.Task, dataset: Any,
              steps: int = 0) -> Dict[str, float]:
   """The task's metrics and the example count on ``dataset``.
 
-  Reads ``steps`` batches, or all of them when ``steps`` is 0.
+  Reads ``steps`` batches, or all of them when ``steps`` is 0. The predict
+  step is traced once for all batches (their element spec) where the
+  dataset has one.
   """
-  predict = backend.predict_step(model)
+  predict = backend.predict_step(model, getattr(dataset, 'element_spec', None))
   metrics = task.metrics()
+  # The updates run eagerly: AutoGraph would only convert tf_keras's metric
+  # code (seconds per evaluation) to run it as plain Python anyway.
+  update = tf.autograph.experimental.do_not_convert(metrics.update)
   for index, batch in enumerate(dataset):
     if steps and index >= steps:
       break
-    metrics.update(*predict(batch))
+    update(*predict(batch))
   if not metrics.examples:
     raise ValueError('The evaluation split produced no full batch; lower '
                      'batch_size or add evaluation data.')

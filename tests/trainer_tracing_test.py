@@ -13,8 +13,10 @@ import tf_keras
 from tensorflow.python.autograph.core import ag_ctx  # pylint: disable=g-direct-tensorflow-import
 
 from components import embedding as emb
+from components.trainer import autograph_rules
 from components.trainer import backends
 from components.trainer import export
+from components.trainer import health as health_lib
 from components.trainer import loop
 from components.trainer import tasks
 from components.trainer import verify
@@ -274,3 +276,33 @@ def test_serving_model_runs_a_branching_model_without_keras_traces(tmp_path):
   assert loaded.model.dense.kernel.shape == model.dense.kernel.shape
   for keras_object in (loaded.model, loaded.model.dense, loaded.tft_layer):
     assert not hasattr(keras_object, 'call_and_return_conditional_losses')
+
+
+def test_autograph_skips_tf_keras_but_converts_user_models():
+  from tensorflow.python.autograph.impl import conversion  # pylint: disable=g-import-not-at-top,g-direct-tensorflow-import
+  assert autograph_rules.skip_tf_keras()
+  rules = len(autograph_rules.config.CONVERSION_RULES)
+  assert autograph_rules.skip_tf_keras()  # Idempotent.
+  assert len(autograph_rules.config.CONVERSION_RULES) == rules
+  assert conversion.is_allowlisted(tf_keras.optimizers.Adam.apply_gradients)
+  assert not conversion.is_allowlisted(BranchingModel.call)
+
+  # A model branching on tensors trains in the traced loop: both branches,
+  # each step's loss as the eager model computes it before the step.
+  resolved = _resolved()
+  backend = _backend(resolved)
+  _, dataset = _batches_of_every_shape(resolved)
+  model = _built_model(backend, dataset)
+  task = tasks.Task(tasks.TaskConfig())
+  run = loop.compile_train_steps(
+      backend, model, tf_keras.optimizers.SGD(0.0), task,
+      health_lib.TrainingHealth(resolved, backend.name),
+      tf.Variable(0, dtype=tf.int64))
+  iterator = iter(dataset)
+  for ids, weights, dense, labels in dataset:
+    outputs = model(backends.model_inputs(
+        backend.embedding(ids, backends.full_weights(ids, weights)), dense),
+                    training=True)
+    expected = tf.reduce_mean(task.per_example_loss(labels, outputs))
+    np.testing.assert_allclose(float(run(iterator, 1)), float(expected),
+                               rtol=1e-5)

@@ -22,6 +22,7 @@ from absl import logging
 from tensorboard.plugins import projector
 
 from components.embedding import cpu_embedding
+from components.trainer import autograph_rules
 from components.trainer import backends
 from components.trainer import serving_input
 
@@ -148,6 +149,7 @@ def export_serving_model(export_dir: str, embedding: Any, model: Any,
     dense_keys: the transformed features the dense model reads.
     task: the ``tasks.Task`` whose serving outputs the signature returns.
   """
+  autograph_rules.skip_tf_keras()
   raw_spec = tf_transform_output.raw_feature_spec()
   for key in label_keys:
     raw_spec.pop(key, None)

@@ -20,6 +20,7 @@ import tensorflow as tf
 import tf_keras
 from absl import logging
 
+from components.trainer import autograph_rules
 from components.trainer import backends
 from components.trainer import config as config_lib
 from components.trainer import health as health_lib
@@ -106,6 +107,7 @@ def evaluate(backend: Any, model: Any, task: tasks.Task, dataset: Any,
   step is traced once for all batches (their element spec) where the
   dataset has one.
   """
+  autograph_rules.skip_tf_keras()
   predict = backend.predict_step(model, getattr(dataset, 'element_spec', None))
   metrics = task.metrics()
   # The updates run eagerly: AutoGraph would only convert tf_keras's metric
@@ -196,6 +198,7 @@ def compile_train_steps(backend: Any, model: Any, dense_optimizer: Any,
   ``global_step``; the loop stops after a step whose loss is not finite, so
   that the caller names that step. Returns the last step's loss.
   """
+  autograph_rules.skip_tf_keras()
   step = backend.step_body(model, dense_optimizer, task)
 
   @tf.function

@@ -40,12 +40,14 @@ local_runner.main(['--output-dir', {output_dir!r}] + t._ARGS)
 
 
 def use_test_settings():
-  """Checkpoints often enough for the kill to land after one."""
+  """Checkpoints often enough, and calls short enough, for the kill to land
+  between two checkpoints."""
   defaults = pipeline.default_training_config
 
   def config(**overrides):
     return defaults(**dict(overrides, checkpoint_every=_CHECKPOINT_EVERY,
-                           log_every=_CHECKPOINT_EVERY, batch_size=32))
+                           log_every=_CHECKPOINT_EVERY, batch_size=32,
+                           steps_per_execution=2))
 
   pipeline.default_training_config = config
   return defaults

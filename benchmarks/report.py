@@ -582,9 +582,12 @@ def _caveats(data) -> List[str]:
       '## Method notes and caveats', '',
       '- Same run, same machine, same batches, tower and dense optimizer for '
       'the three training routes; only the embedding (tables, lookups, table '
-      'optimizer) differs. The product runs its own step function '
-      '(`backends.CpuBackend.train_step`) and advances the global step as '
-      '`loop.train` does; its ids are range-checked once, on the host, by '
+      'optimizer) differs. The product runs the trainer\'s own training '
+      'function (`loop.compile_train_steps`) as `loop.train` calls it '
+      '(`steps_per_execution` steps per call, AutoGraph skipping tf_keras\'s '
+      'own code as `components/trainer/autograph_rules.py` sets it); the '
+      'Keras routes are one `tf.function` call per step, as a hand-written '
+      'loop is. The product\'s ids are range-checked once, on the host, by '
       '`IdMapper` in `BatchPreparer` (outside the timed step, as in '
       '`loop.train`), not again in the step.',
       '- The demo spec puts a warm-up/cosine schedule on the cast table; the '

@@ -14,7 +14,7 @@ PTransforms do not import TFX):
     `recommended_sparsecore_limits()`, `warnings`, `to_summary()`).
 """
 
-import importlib
+from components import lazy_exports
 
 _EXPORTS = {
     'FeatureToMeasure': 'config',
@@ -36,13 +36,5 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name):
-  if name not in _EXPORTS:
-    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
-  module = importlib.import_module(f'{__name__}.{_EXPORTS[name]}')
-  return getattr(module, name)
-
-
-def __dir__():
-  return sorted(list(globals()) + __all__)
+__getattr__, __dir__ = lazy_exports.module_attributes(
+    __name__, _EXPORTS, globals())

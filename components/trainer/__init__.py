@@ -9,8 +9,7 @@ Public API:
 See ``components/trainer/README.md``.
 """
 
-import importlib
-from typing import Any
+from components import lazy_exports
 
 # Name -> module. Imported on first use: the component pulls in TFX's
 # orchestration packages (seconds of start-up), which code that only trains
@@ -27,13 +26,5 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-  if name not in _EXPORTS:
-    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
-  module = importlib.import_module(f'{__name__}.{_EXPORTS[name]}')
-  return getattr(module, name)
-
-
-def __dir__():
-  return sorted(list(globals()) + __all__)
+__getattr__, __dir__ = lazy_exports.module_attributes(
+    __name__, _EXPORTS, globals())

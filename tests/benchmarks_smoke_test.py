@@ -148,10 +148,12 @@ def test_report_relates_input_rate_and_fixed_costs_to_training():
              'fixed_costs': {'evaluation_seconds': 2.5,
                              'export_seconds': 7.0}}
   pipeline = {'case': {'kind': 'input_movies', 'optimizer': 'adagrad'},
-              'examples_per_second': _summary(3500.0)}
+              'examples_per_second': _summary(3500.0),
+              'streaming_examples_per_second': _summary(2000.0)}
   data = {'results': [product, pipeline],
           'sizes': {'movies_input_batches': 16, 'movies_batch_size': 256}}
   analysis = report.analyze(data)
   assert analysis['input_ratio'] == {'adam': 3.5}
+  assert analysis['streaming_input_ratio'] == {'adam': 2.0}
   text = '\n'.join(report._fixed_costs(data, analysis))  # pylint: disable=protected-access
-  assert '| adam | 1,000 | 3.50× | 4.0 | 2.5 | 7.0 |' in text
+  assert '| adam | 1,000 | 3.50× | 2.00× | 4.0 | 2.5 | 7.0 |' in text

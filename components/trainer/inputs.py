@@ -50,6 +50,11 @@ def dense_feature_keys(feature_spec: Mapping[str, Any], label_key: str,
       key not in embedded_keys and spec.dtype in (tf.float32, tf.int64))
 
 
+def total_mib(files: List[str]) -> float:
+  """The size of ``files`` on disk, in MiB."""
+  return sum(tf.io.gfile.stat(path).length for path in files) / 2**20
+
+
 def make_dataset(files: List[str],
                  feature_spec: Mapping[str, Any],
                  label_key: str,
@@ -59,15 +64,25 @@ def make_dataset(files: List[str],
                  seed: Optional[int] = None,
                  drop_remainder: bool = True,
                  label_fn: Optional[Callable[[tf.Tensor], tf.Tensor]] = None,
-                 input_context: Optional[tf.distribute.InputContext] = None
-                ) -> tf.data.Dataset:
-  """Batches of ``(features, labels)``.
+                 input_context: Optional[tf.distribute.InputContext] = None,
+                 prepare: Optional[Callable[[Features, tf.Tensor], Any]] = None,
+                 cache_in_memory: bool = False) -> tf.data.Dataset:
+  """Batches of ``(features, labels)``, or of ``prepare(features, labels)``.
 
   Training data is shuffled (seeded) and repeated forever; evaluation data is
   read once, in order. ``label_fn`` shapes the parsed label for the loss (the
   task's ``labels``); by default float32 ``[batch, 1]``. With an
   ``input_context`` (multi-host TPU input) this host reads only its share of
   the records, and ``batch_size`` is the per-replica batch.
+
+  ``cache_in_memory`` keeps the (decompressed) training records in memory
+  after the first epoch, before the shuffle: the same records in the same
+  order, so the batches do not change; only the reading does.
+
+  ``prepare`` (the trainer's id mapping, ``loop.BatchPreparer``) runs in the
+  same parallel map as the parsing: a map of its own after the prefetch
+  cost each batch another hop through tf.data and ran apart from the
+  parallel parsing threads.
   """
   if label_key not in feature_spec:
     raise ValueError(f'The label {label_key!r} is not a transformed feature; '
@@ -77,6 +92,8 @@ def make_dataset(files: List[str],
     dataset = dataset.shard(input_context.num_input_pipelines,
                             input_context.input_pipeline_id)
   if training:
+    if cache_in_memory:
+      dataset = dataset.cache()
     dataset = dataset.shuffle(shuffle_buffer, seed=seed,
                               reshuffle_each_iteration=True).repeat()
   dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
@@ -89,5 +106,8 @@ def make_dataset(files: List[str],
       return features, label_fn(labels)
     return features, tf.reshape(tf.cast(labels, tf.float32), [-1, 1])
 
-  return dataset.map(parse, num_parallel_calls=tf.data.AUTOTUNE,
+  def parse_and_prepare(serialized: tf.Tensor) -> Any:
+    return prepare(*parse(serialized))
+
+  return dataset.map(parse if prepare is None else parse_and_prepare, num_parallel_calls=tf.data.AUTOTUNE,
                      deterministic=True).prefetch(tf.data.AUTOTUNE)

@@ -273,6 +273,11 @@ def train(config: config_lib.TrainingConfig,
     model = tasks.import_by_path(config.model_fn)(resolved_spec, dense_keys)
     dense_optimizer = tf_keras.optimizers.Adam(config.dense_learning_rate)
   prepare = BatchPreparer(resolved_spec.id_mapper(), dense_keys)
+  train_mib = inputs.total_mib(train_files)
+  cache_train = train_mib <= config.cache_train_mib
+  logging.info('Training files: %.1f MiB, %s (cache_train_mib=%d).', train_mib,
+               'kept in memory after the first epoch' if cache_train else
+               'streamed', config.cache_train_mib)
 
   def train_data(context: tf.distribute.InputContext) -> tf.data.Dataset:
     return inputs.make_dataset(
@@ -280,7 +285,7 @@ def train(config: config_lib.TrainingConfig,
         context.get_per_replica_batch_size(config.batch_size),
         training=True, shuffle_buffer=config.shuffle_buffer,
         seed=config.seed, label_fn=task.labels,
-        input_context=context).map(prepare)
+        input_context=context, prepare=prepare, cache_in_memory=cache_train)
 
   iterator = iter(backend.distribute_from_function(train_data))
   health = health_lib.TrainingHealth(resolved_spec, backend.name,
@@ -350,7 +355,7 @@ def train(config: config_lib.TrainingConfig,
   eval_data = inputs.make_dataset(
       eval_files, feature_spec, config.label_key, config.batch_size,
       training=False, drop_remainder=backend.name == 'tpu',
-      label_fn=task.labels).map(prepare)
+      label_fn=task.labels, prepare=prepare)
   metrics = evaluate(backend, model, task, backend.distribute(eval_data),
                      config.eval_steps)
   eval_writer = tf.summary.create_file_writer(os.path.join(run_dir, LOG_DIR,

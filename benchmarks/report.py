@@ -67,6 +67,8 @@ def analyze(data: Mapping[str, Any]) -> Dict[str, Any]:
     vocabulary: {(optimizer, vocabulary_size, route): result}
     vocabulary_slowdown: {(optimizer, size, route): route step / product's}
     vocabulary_growth: {(optimizer, route): step at largest / smallest size}
+    table_size_growth: {optimizer: this product's step on the largest table
+      looked up with the smallest table's ids / its step on the smallest}
     stats: {(scale, system): result}
     stats_ratio: {scale: TFDV seconds / EmbeddingStatsGen seconds}
     errors: the failed cases.
@@ -98,6 +100,7 @@ def analyze(data: Mapping[str, Any]) -> Dict[str, Any]:
           for (opt, size, route), r in vocabulary.items()
           if route != 'product' and (opt, size, 'product') in vocabulary},
       'vocabulary_growth': _growth(vocabulary),
+      'table_size_growth': _table_size_growth(results, vocabulary),
       'stats': stats,
       'stats_ratio': {
           scale: measure.ratio(r['seconds']['median'],
@@ -120,6 +123,19 @@ def _growth(vocabulary: Mapping[Key, Any]) -> Dict[Key, Optional[float]]:
       growth[(opt, route)] = measure.ratio(
           vocabulary[(opt, size, route)]['step_ms']['median'],
           vocabulary[(opt, sizes[0], route)]['step_ms']['median'])
+  return growth
+
+
+def _table_size_growth(results, vocabulary: Mapping[Key, Any]
+                       ) -> Dict[str, Optional[float]]:
+  """{optimizer: same ids, largest table's step / smallest table's step}."""
+  growth = {}
+  for r in _ok(results, 'train_vocab_same_ids'):
+    smallest = vocabulary.get((r['case']['optimizer'], r['case']['id_range'],
+                               r['case']['route']))
+    if smallest:
+      growth[r['case']['optimizer']] = measure.ratio(
+          r['step_ms']['median'], smallest['step_ms']['median'])
   return growth
 
 
@@ -332,6 +348,7 @@ def _vocabulary(data, analysis) -> List[str]:
       rows.append(row)
     lines += [f'**Table optimizer: {opt}** (ms/step)', '']
     lines += _table(header, rows)
+    lines += _same_ids_line(data, analysis, opt, vocab_sizes)
     slow_rows = []
     for route in ('keras', 'tpu_serving'):
       slow_rows.append([ROUTE_SHORT[route]] + [
@@ -343,6 +360,24 @@ def _vocabulary(data, analysis) -> List[str]:
                     slow_rows)
   lines += _vocabulary_memory(data, analysis, vocab_sizes)
   return lines
+
+
+def _same_ids_line(data, analysis, opt: str,
+                   vocab_sizes: Sequence[int]) -> List[str]:
+  """This product's step on the largest table with the smallest's ids."""
+  growth = analysis['table_size_growth'].get(opt)
+  same = next((r for r in _ok(data['results'], 'train_vocab_same_ids')
+               if r['case']['optimizer'] == opt), None)
+  if growth is None or same is None:
+    return []
+  return [f'Same ids, larger table: the {vocab_sizes[-1]:,}-row table looked '
+          f'up with ids drawn from its first {vocab_sizes[0]:,} rows (the '
+          f'{vocab_sizes[0]:,}-row case\'s ids) takes '
+          f'{_spread(same["step_ms"], 2)} ms/step, {_ratio(growth)} the '
+          f'{vocab_sizes[0]:,}-row table\'s: what the table\'s size costs by '
+          'itself. The rest of the growth comes with the ids spreading over '
+          'more rows (more distinct rows per batch, each further apart in '
+          'memory).', '']
 
 
 def _vocabulary_memory(data, analysis, vocab_sizes) -> List[str]:
@@ -575,6 +610,10 @@ def _headline(data, analysis) -> List[str]:
     for (opt, route), growth in sorted(analysis['vocabulary_growth'].items()):
       lines.append(f'- Step time growth {sizes[0]:,} → {sizes[-1]:,} rows, '
                    f'{opt}, {ROUTE_SHORT[route]}: {_ratio(growth)}.')
+    for opt, growth in sorted(analysis['table_size_growth'].items()):
+      lines.append(f'- Table size alone, {opt}: with the same ids, the '
+                   f'{sizes[-1]:,}-row table\'s step takes {_ratio(growth)} '
+                   f'the {sizes[0]:,}-row table\'s.')
   for scale, value in sorted(analysis['stats_ratio'].items()):
     lines.append(f'- Statistics at {scale}x: TFDV takes {_ratio(value)} '
                  'the time of EmbeddingStatsGen.')

@@ -120,6 +120,18 @@ def vocabulary_cases(sizes: Sizes) -> List[Dict[str, Any]]:
             'batch_size': sizes.vocabulary_batch_size,
             'ids_per_row': sizes.vocabulary_ids_per_row,
             'num_batches': sizes.vocabulary_num_batches, **_timing(sizes)})
+    if len(sizes.vocabulary_sizes) > 1:
+      # The largest table looked up with the smallest table's ids: what the
+      # table's size alone costs.
+      cases.append({
+          'kind': 'train_vocab_same_ids', 'route': 'product',
+          'optimizer': optimizer,
+          'vocabulary_size': max(sizes.vocabulary_sizes),
+          'id_range': min(sizes.vocabulary_sizes),
+          'dimension': sizes.vocabulary_dimension,
+          'batch_size': sizes.vocabulary_batch_size,
+          'ids_per_row': sizes.vocabulary_ids_per_row,
+          'num_batches': sizes.vocabulary_num_batches, **_timing(sizes)})
   return cases
 
 

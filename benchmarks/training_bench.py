@@ -508,10 +508,13 @@ def vocabulary_spec(vocabulary_size: int, dimension: int,
 
 
 def _vocabulary_dataset(case: Mapping[str, Any]) -> tf.data.Dataset:
-  """Batches of uniform random ids (ids_per_row per row) and random labels."""
+  """Batches of uniform random ids (ids_per_row per row) and random labels.
+
+  The ids are drawn from the first case['id_range'] rows, by default all.
+  """
   rng = np.random.default_rng(0)
   rows = case['num_batches'] * case['batch_size']
-  ids = rng.integers(0, case['vocabulary_size'],
+  ids = rng.integers(0, case.get('id_range', case['vocabulary_size']),
                      size=(rows, case['ids_per_row']), dtype=np.int64)
   labels = rng.integers(0, 2, size=(rows, 1)).astype(np.float32)
 

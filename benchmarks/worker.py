@@ -28,6 +28,8 @@ _RUNNERS = {
     'train_movies': ('benchmarks.training_bench', 'run_movies_case'),
     'input_movies': ('benchmarks.training_bench', 'run_input_case'),
     'train_vocab': ('benchmarks.training_bench', 'run_vocabulary_case'),
+    'train_vocab_same_ids': ('benchmarks.training_bench',
+                             'run_vocabulary_case'),
     'prepare_stats': ('benchmarks.embedding_stats_bench', 'prepare_inputs'),
     'stats': ('benchmarks.embedding_stats_bench', 'run_case'),
     'warm_remap': ('benchmarks.warm_start_bench', 'run_remap_case'),

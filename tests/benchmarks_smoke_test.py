@@ -39,6 +39,7 @@ def _check_result(result):
     assert measure.is_sane(result['memory_plan_bytes']), result
   elif kind == 'input_movies':
     assert _sane_summary(result['examples_per_second']), result
+    assert _sane_summary(result['streaming_examples_per_second']), result
   elif kind == 'stats':
     assert _sane_summary(result['seconds']), result
     assert _sane_summary(result['examples_per_second']), result
@@ -157,3 +158,31 @@ def test_report_relates_input_rate_and_fixed_costs_to_training():
   assert analysis['streaming_input_ratio'] == {'adam': 2.0}
   text = '\n'.join(report._fixed_costs(data, analysis))  # pylint: disable=protected-access
   assert '| adam | 1,000 | 3.50× | 2.00× | 4.0 | 2.5 | 7.0 |' in text
+
+
+def test_report_separates_table_size_from_id_spread():
+  from benchmarks import run_all  # pylint: disable=g-import-not-at-top
+  same_ids = [c for c in run_all.vocabulary_cases(run_all.FULL)
+              if c['kind'] == 'train_vocab_same_ids']
+  assert [(c['optimizer'], c['vocabulary_size'], c['id_range'])
+          for c in same_ids] == [('adagrad', 10**6, 10**4),
+                                 ('adam', 10**6, 10**4)]
+  assert not [c for c in run_all.vocabulary_cases(run_all.SMOKE)
+              if c['kind'] == 'train_vocab_same_ids']
+
+  def vocab(kind, size, step_ms, id_range=None):
+    case = {'kind': kind, 'route': 'product', 'optimizer': 'adagrad',
+            'vocabulary_size': size}
+    if id_range:
+      case['id_range'] = id_range
+    return {'case': case, 'step_ms': _summary(step_ms)}
+
+  data = {'results': [vocab('train_vocab', 100, 2.0),
+                      vocab('train_vocab', 10_000, 3.0),
+                      vocab('train_vocab_same_ids', 10_000, 2.1, 100)]}
+  analysis = report.analyze(data)
+  assert analysis['vocabulary_growth'][('adagrad', 'product')] == 1.5
+  assert analysis['table_size_growth'] == {'adagrad': 1.05}
+  text = '\n'.join(report._same_ids_line(data, analysis, 'adagrad',  # pylint: disable=protected-access
+                                         [100, 10_000]))
+  assert 'takes 2.10 (2.10–2.10) ms/step, 1.05× the 100-row' in text

@@ -35,12 +35,14 @@ test-fast: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m benchmarks.run_all $(BENCH_ARGS)
 
-# Re-resolve the lock for Python 3.10 (TFX 1.16's declared ceiling) on manylinux.
+# Re-resolve the lock for Python 3.10 (TFX 1.16's declared ceiling) on manylinux,
+# with the versions that Python 3.11 needs forced (requirements-overrides.txt).
 # bokeh-sampledata is installed without its own requirements (they would pull a
 # pandas that tfx-bsl 1.16 rejects), so it is appended after resolution.
 lock:
 	$(PYTHON) -m pip install --quiet uv
 	$(PYTHON) -m uv pip compile requirements.in --python-version 3.10 \
+	  --override requirements-overrides.txt \
 	  --python-platform x86_64-manylinux_2_28 --no-python-downloads -o requirements.lock
 	printf '%s\n' 'bokeh-sampledata==2026.1' '    # demo data (movies.db); installed with --no-deps' >> requirements.lock
 

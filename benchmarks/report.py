@@ -294,12 +294,12 @@ def _fixed_costs(data, analysis) -> List[str]:
   if analysis['input']:
     rate = analysis['input']['examples_per_second']
     lines.append(f'Input pipeline as the Trainer sets it up for the demo (its '
-                 f'files are under `cache_train_mib`, so kept in memory after '
-                 f'the first epoch): {_spread(rate, 0)} examples/s.')
+                 f'files are under `in_memory_train_mib`, so parsed into memory '
+                 f'once): {_spread(rate, 0)} examples/s.')
     streaming = analysis['input'].get('streaming_examples_per_second')
     if streaming:
       lines.append(f'Streamed from the files (training data above '
-                   f'`cache_train_mib`): {_spread(streaming, 0)} examples/s.')
+                   f'`in_memory_train_mib`): {_spread(streaming, 0)} examples/s.')
     lines.append('')
   rows = []
   for opt, r in products:

@@ -388,24 +388,24 @@ def _movies_inputs(case: Mapping[str, Any]) -> Tuple[Any, Any, Any, List[str]]:
 
 def _movies_dataset(case: Mapping[str, Any], resolved: Any, feature_spec: Any,
                     dense_keys: List[str], split: str = 'train',
-                    cache_in_memory: Optional[bool] = None) -> tf.data.Dataset:
+                    in_memory: Optional[bool] = None) -> tf.data.Dataset:
   """The trainer's input pipeline: read, parse, batch, map ids.
 
-  `cache_in_memory` None decides as `loop.train` does with the default
-  `TrainingConfig.cache_train_mib`.
+  `in_memory` None decides as `loop.train` does with the default
+  `TrainingConfig.in_memory_train_mib`.
   """
   training = split == 'train'
   files = inputs.split_files(
       [_trainer_fixture().examples_artifact(case['examples_dir'])], [split])
-  if cache_in_memory is None:
-    cache_in_memory = (inputs.total_mib(files) <=
-                       config_lib.TrainingConfig.cache_train_mib)
+  if in_memory is None:
+    in_memory = (inputs.total_mib(files) <=
+                 config_lib.TrainingConfig.in_memory_train_mib)
   return inputs.make_dataset(
       files, feature_spec, features.TRANSFORMED_LABEL, case['batch_size'],
       training=training, shuffle_buffer=1024, seed=0,
       drop_remainder=training,
       prepare=loop.BatchPreparer(resolved.id_mapper(), dense_keys),
-      cache_in_memory=cache_in_memory)
+      in_memory=in_memory)
 
 
 def _movies_fixed_costs(case: Mapping[str, Any], output: Any, resolved: Any,
@@ -484,15 +484,15 @@ def run_input_case(case: Mapping[str, Any]) -> Dict[str, Any]:
   would add the eager rebuilding of every batch's tensors, which training
   does not pay): case['input_batches'] batches per repetition after one
   warm-up call. Timed twice: as the Trainer configures it by default (the
-  demo's files are under `cache_train_mib`: kept in memory after the first
-  epoch) and streaming from the files, as for training data above that size.
+  demo's files are under `in_memory_train_mib`: parsed into memory once)
+  and streaming from the files, as for training data above that size.
   """
   _, resolved, feature_spec, dense_keys = _movies_inputs(case)
   result = {'examples_per_second': _input_rate(
       _movies_dataset(case, resolved, feature_spec, dense_keys), case)}
   result['streaming_examples_per_second'] = _input_rate(
       _movies_dataset(case, resolved, feature_spec, dense_keys,
-                      cache_in_memory=False), case)
+                      in_memory=False), case)
   return result
 
 

@@ -1,7 +1,5 @@
 """Tests of the trainer's input pipeline (`components.trainer.inputs`)."""
 
-import os
-
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -10,17 +8,21 @@ from components.trainer import inputs
 
 _SPEC = {
     'ids': tf.io.RaggedFeature(tf.int64),
+    'index': tf.io.FixedLenFeature([], tf.int64),
     'label': tf.io.FixedLenFeature([], tf.int64),
 }
 
 
 def _write_examples(path: str, count: int) -> None:
-  """`count` gzipped tf.Examples: row i has ids [i, i+1, ...] (i % 3 ids)."""
+  """`count` gzipped tf.Examples: row i has index i, ids [i, i+1, ...]
+  (i % 3 ids) and label i % 2."""
   with tf.io.TFRecordWriter(path, options='GZIP') as writer:
     for i in range(count):
       example = tf.train.Example(features=tf.train.Features(feature={
           'ids': tf.train.Feature(int64_list=tf.train.Int64List(
               value=list(range(i, i + i % 3)))),
+          'index': tf.train.Feature(int64_list=tf.train.Int64List(
+              value=[i])),
           'label': tf.train.Feature(int64_list=tf.train.Int64List(
               value=[i % 2])),
       }))
@@ -60,40 +62,58 @@ def test_prepare_runs_in_the_parsing_map_and_equals_a_map_after_it(tmp_path):
   np.testing.assert_array_equal(batches[0][0][0].numpy(), [0, 10, 20, 0])
 
 
-def _training_batches(path: str, cache_in_memory: bool) -> tf.data.Dataset:
-  return inputs.make_dataset([path], _SPEC, 'label', 4, training=True,
-                             shuffle_buffer=5, seed=3, prepare=_prepare,
-                             cache_in_memory=cache_in_memory)
+def _training_batches(path: str, in_memory: bool,
+                      batch_size: int = 4) -> tf.data.Dataset:
+  return inputs.make_dataset([path], _SPEC, 'label', batch_size, training=True,
+                             shuffle_buffer=5, seed=3, prepare=_rows,
+                             in_memory=in_memory)
+
+
+def _rows(features, labels):
+  """Each example's index, and what it was parsed to (for checking)."""
+  return (features['index'], features['ids'].row_lengths(),
+          tf.reshape(labels, [-1]))
 
 
 def _take(iterator, count: int):
   return [next(iterator)[0].numpy().tolist() for _ in range(count)]
 
 
-def test_cached_training_batches_equal_streamed_ones_across_epochs(tmp_path):
+def test_in_memory_epochs_are_seeded_permutations_of_the_examples(tmp_path):
   path = str(tmp_path / 'data.gz')
   _write_examples(path, 10)
-  # 12 batches of 4 from 10 records: five epochs, reshuffled each time.
-  streamed = _take(iter(_training_batches(path, False)), 12)
-  cached = _take(iter(_training_batches(path, True)), 12)
-  assert cached == streamed
-  assert streamed[:3] != streamed[5:8]  # Later epochs are reshuffled.
+  iterator = iter(_training_batches(path, True, batch_size=5))
+  epochs = []
+  for _ in range(3):
+    batches = [next(iterator) for _ in range(2)]
+    for index, lengths, labels in batches:
+      # Every feature of an example is gathered from the same row.
+      np.testing.assert_array_equal(lengths, index.numpy() % 3)
+      np.testing.assert_array_equal(labels, index.numpy() % 2)
+    epochs.append([i for index, _, _ in batches for i in index.numpy()])
+  assert all(sorted(epoch) == list(range(10)) for epoch in epochs)
+  assert epochs[0] != epochs[1] != epochs[2]  # Reshuffled every epoch.
+  again = _take(iter(_training_batches(path, True, batch_size=5)), 6)
+  assert [i for batch in again for i in batch] == sum(epochs, [])
 
 
-@pytest.mark.parametrize('cache_in_memory', [False, True])
-def test_a_restored_iterator_continues_where_it_was_saved(tmp_path,
-                                                          cache_in_memory):
+def test_in_memory_refuses_files_without_examples(tmp_path):
+  path = str(tmp_path / 'empty.gz')
+  _write_examples(path, 0)
+  with pytest.raises(ValueError, match='hold no examples'):
+    _training_batches(path, True)
+
+
+@pytest.mark.parametrize('in_memory', [False, True])
+def test_a_restored_iterator_continues_where_it_was_saved(tmp_path, in_memory):
   path = str(tmp_path / 'data.gz')
   _write_examples(path, 10)
-  expected = _take(iter(_training_batches(path, cache_in_memory)), 9)
+  expected = _take(iter(_training_batches(path, in_memory)), 9)
 
-  iterator = iter(_training_batches(path, cache_in_memory))
-  _take(iterator, 4)  # Into the second epoch: a cache is complete.
+  iterator = iter(_training_batches(path, in_memory))
+  _take(iterator, 4)  # Into the second epoch.
   saved = tf.train.Checkpoint(input=iterator).save(str(tmp_path / 'ckpt'))
-  if cache_in_memory:
-    # The checkpoint holds the cached records: the files are not read again.
-    os.rename(path, path + '.moved')
-  restored = iter(_training_batches(path, cache_in_memory))
+  restored = iter(_training_batches(path, in_memory))
   tf.train.Checkpoint(input=restored).restore(saved).assert_consumed()
   assert _take(restored, 5) == expected[4:]
 

@@ -215,8 +215,8 @@ def test_projector_files(exported):
 def test_config_rejects_bad_values():
   with pytest.raises(ValueError, match='batch_size must be an int > 0'):
     _config(batch_size=0)
-  with pytest.raises(ValueError, match='cache_train_mib must be an int >= 0'):
-    _config(cache_train_mib=-1)
+  with pytest.raises(ValueError, match='in_memory_train_mib must be an int >= 0'):
+    _config(in_memory_train_mib=-1)
   with pytest.raises(ValueError, match='dotted path'):
     _config(model_fn='build_model')
   with pytest.raises(ValueError, match='Unknown TrainingConfig fields'):

@@ -48,14 +48,13 @@ class TrainingConfig:
       also ends at every log and checkpoint step and after a step whose loss
       is not finite.
     shuffle_buffer: examples in the training shuffle buffer.
-    cache_train_mib: training files that total at most this many MiB (as
-      Transform wrote them, gzipped) are decompressed into memory during the
-      first epoch and read from there after it: later epochs skip the file
-      reads and decompression, the input pipeline's largest serial cost.
-      The batches are the same either way. On the CPU path the cached
-      records are saved with the input position in every checkpoint (that is
-      how a resumed run reads the same batches), so keep this small. 0
-      always streams from the files.
+    in_memory_train_mib: training files that total at most this many MiB (as
+      Transform wrote them, gzipped) are read and parsed once into memory,
+      and each epoch is a seeded permutation of all their examples (a full
+      shuffle; ``shuffle_buffer`` applies to streamed files). Reading,
+      decompressing and parsing every epoch were most of the input
+      pipeline's CPU. The parsed data lives in host memory (several times
+      the gzipped size). 0 always streams from the files.
     seed: seeds the shuffle and the dense initialisation.
     tpu: None trains on the CPU/GPU; '' or 'local' the TPU VM's own TPU; else
       the name or grpc:// address given to ``TPUClusterResolver``.
@@ -94,7 +93,7 @@ class TrainingConfig:
   log_every: int = 50
   steps_per_execution: int = 50
   shuffle_buffer: int = 10_000
-  cache_train_mib: int = 16
+  in_memory_train_mib: int = 16
   seed: int = 42
   tpu: Optional[str] = None
   pipeline_execution_with_tensor_core: bool = False
@@ -118,7 +117,7 @@ class TrainingConfig:
       if not _is_int(getattr(self, name), minimum=1):
         raise ValueError(f'TrainingConfig.{name} must be an int > 0, got '
                          f'{getattr(self, name)!r}.')
-    for name in ('eval_steps', 'cache_train_mib'):
+    for name in ('eval_steps', 'in_memory_train_mib'):
       if not _is_int(getattr(self, name), minimum=0):
         raise ValueError(f'TrainingConfig.{name} must be an int >= 0, got '
                          f'{getattr(self, name)!r}.')

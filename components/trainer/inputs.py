@@ -66,7 +66,7 @@ def make_dataset(files: List[str],
                  label_fn: Optional[Callable[[tf.Tensor], tf.Tensor]] = None,
                  input_context: Optional[tf.distribute.InputContext] = None,
                  prepare: Optional[Callable[[Features, tf.Tensor], Any]] = None,
-                 cache_in_memory: bool = False) -> tf.data.Dataset:
+                 in_memory: bool = False) -> tf.data.Dataset:
   """Batches of ``(features, labels)``, or of ``prepare(features, labels)``.
 
   Training data is shuffled (seeded) and repeated forever; evaluation data is
@@ -75,9 +75,9 @@ def make_dataset(files: List[str],
   ``input_context`` (multi-host TPU input) this host reads only its share of
   the records, and ``batch_size`` is the per-replica batch.
 
-  ``cache_in_memory`` keeps the (decompressed) training records in memory
-  after the first epoch, before the shuffle: the same records in the same
-  order, so the batches do not change; only the reading does.
+  Training data is streamed from the files through a shuffle buffer of
+  ``shuffle_buffer`` records, or with ``in_memory`` read and parsed once and
+  drawn from memory (``_in_memory_batches``).
 
   ``prepare`` (the trainer's id mapping, ``loop.BatchPreparer``) runs in the
   same parallel map as the parsing: a map of its own after the prefetch
@@ -87,16 +87,31 @@ def make_dataset(files: List[str],
   if label_key not in feature_spec:
     raise ValueError(f'The label {label_key!r} is not a transformed feature; '
                      f'they are {sorted(feature_spec)}.')
-  dataset = tf.data.TFRecordDataset(files, compression_type='GZIP')
+  records = tf.data.TFRecordDataset(files, compression_type='GZIP')
   if input_context is not None and input_context.num_input_pipelines > 1:
-    dataset = dataset.shard(input_context.num_input_pipelines,
+    records = records.shard(input_context.num_input_pipelines,
                             input_context.input_pipeline_id)
+  parse = _parser(feature_spec, label_key, label_fn)
+  if training and in_memory:
+    return _in_memory_batches(records, parse, prepare, batch_size, seed,
+                              drop_remainder)
   if training:
-    if cache_in_memory:
-      dataset = dataset.cache()
-    dataset = dataset.shuffle(shuffle_buffer, seed=seed,
+    records = records.shuffle(shuffle_buffer, seed=seed,
                               reshuffle_each_iteration=True).repeat()
-  dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
+
+  def parse_batch(serialized: tf.Tensor) -> Any:
+    features, labels = parse(serialized)
+    return (features, labels) if prepare is None else prepare(features, labels)
+
+  return records.batch(batch_size, drop_remainder=drop_remainder).map(
+      parse_batch, num_parallel_calls=tf.data.AUTOTUNE,
+      deterministic=True).prefetch(tf.data.AUTOTUNE)
+
+
+def _parser(feature_spec: Mapping[str, Any], label_key: str,
+            label_fn: Optional[Callable[[tf.Tensor], tf.Tensor]]
+           ) -> Callable[[tf.Tensor], Tuple[Features, tf.Tensor]]:
+  """Serialized tf.Examples -> ``(features, labels)``."""
   spec = dict(feature_spec)
 
   def parse(serialized: tf.Tensor) -> Tuple[Features, tf.Tensor]:
@@ -106,8 +121,41 @@ def make_dataset(files: List[str],
       return features, label_fn(labels)
     return features, tf.reshape(tf.cast(labels, tf.float32), [-1, 1])
 
-  def parse_and_prepare(serialized: tf.Tensor) -> Any:
-    return prepare(*parse(serialized))
+  return parse
 
-  return dataset.map(parse if prepare is None else parse_and_prepare, num_parallel_calls=tf.data.AUTOTUNE,
-                     deterministic=True).prefetch(tf.data.AUTOTUNE)
+
+# Records read per eager step when loading the training data into memory.
+_READ_CHUNK = 65_536
+
+
+def _in_memory_batches(records: tf.data.Dataset,
+                       parse: Callable[[tf.Tensor], Tuple[Features, tf.Tensor]],
+                       prepare: Optional[Callable[[Features, tf.Tensor], Any]],
+                       batch_size: int, seed: Optional[int],
+                       drop_remainder: bool) -> tf.data.Dataset:
+  """Training batches gathered from all records, parsed once in memory.
+
+  Every epoch is one seeded permutation of all the examples (a full
+  shuffle; the streamed path shuffles within its buffer). A batch gathers
+  its rows from the parsed features, so the files are read, decompressed and
+  parsed once instead of every epoch. The iterator's checkpoint holds the
+  permutation's state (8 bytes an example), not the data.
+  """
+  chunks = list(records.batch(_READ_CHUNK))
+  if not chunks:
+    raise ValueError('The training files hold no examples.')
+  features, labels = parse(tf.concat(chunks, axis=0))
+  count = int(tf.shape(labels)[0])
+
+  def gather(rows: tf.Tensor) -> Any:
+    batch = {key: tf.gather(value, rows) for key, value in features.items()}
+    batch_labels = tf.gather(labels, rows)
+    if prepare is None:
+      return batch, batch_labels
+    return prepare(batch, batch_labels)
+
+  return (tf.data.Dataset.range(count)
+          .shuffle(count, seed=seed, reshuffle_each_iteration=True).repeat()
+          .batch(batch_size, drop_remainder=drop_remainder)
+          .map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+          .prefetch(tf.data.AUTOTUNE))

@@ -274,10 +274,10 @@ def train(config: config_lib.TrainingConfig,
     dense_optimizer = tf_keras.optimizers.Adam(config.dense_learning_rate)
   prepare = BatchPreparer(resolved_spec.id_mapper(), dense_keys)
   train_mib = inputs.total_mib(train_files)
-  cache_train = train_mib <= config.cache_train_mib
-  logging.info('Training files: %.1f MiB, %s (cache_train_mib=%d).', train_mib,
-               'kept in memory after the first epoch' if cache_train else
-               'streamed', config.cache_train_mib)
+  in_memory = train_mib <= config.in_memory_train_mib
+  logging.info('Training files: %.1f MiB, %s (in_memory_train_mib=%d).',
+               train_mib, 'parsed into memory once' if in_memory else
+               'streamed', config.in_memory_train_mib)
 
   def train_data(context: tf.distribute.InputContext) -> tf.data.Dataset:
     return inputs.make_dataset(
@@ -285,7 +285,7 @@ def train(config: config_lib.TrainingConfig,
         context.get_per_replica_batch_size(config.batch_size),
         training=True, shuffle_buffer=config.shuffle_buffer,
         seed=config.seed, label_fn=task.labels,
-        input_context=context, prepare=prepare, cache_in_memory=cache_train)
+        input_context=context, prepare=prepare, in_memory=in_memory)
 
   iterator = iter(backend.distribute_from_function(train_data))
   health = health_lib.TrainingHealth(resolved_spec, backend.name,

@@ -151,7 +151,10 @@ def _apply(optimizer, use_fused, gradients, use_function):
     E.Adagrad(0.2),
     E.Adagrad(0.2, clipvalue=(-0.5, 0.4)),
     E.SGD(0.3, clipvalue=(-0.1, 0.2)),
-], ids=['sgd', 'adagrad', 'adagrad_clip_gradient', 'sgd_clip_gradient'])
+    E.Adam(0.1),
+    E.Adam(0.1, sum_inside_sqrt=False, clipvalue=(-0.3, 0.3)),
+], ids=['sgd', 'adagrad', 'adagrad_clip_gradient', 'sgd_clip_gradient',
+        'lazy_adam', 'lazy_adam_epsilon_outside_clip_gradient'])
 @pytest.mark.parametrize('use_function', [False, True])
 def test_fused_kernels_match_reference_rule(optimizer, use_function):
   assert tpu_update_rules.fused_kernel(optimizer) is not None
@@ -171,13 +174,13 @@ def test_fused_kernels_match_reference_rule(optimizer, use_function):
 
 
 @pytest.mark.parametrize('optimizer', [
-    E.Adam(0.1),
+    E.Adam(0.1, weight_decay_factor=0.01),
     E.FTRL(0.1),
     E.AdagradMomentum(0.1),
     E.Adagrad(0.1, weight_decay_factor=0.01),
     E.Adagrad(0.1, clip_weight_min=-1.0),
     E.SGD(0.1, clip_weight_max=1.0),
-], ids=['adam', 'ftrl', 'adagrad_momentum', 'weight_decay', 'clip_weight_min',
+], ids=['adam_weight_decay', 'ftrl', 'adagrad_momentum', 'weight_decay', 'clip_weight_min',
         'clip_weight_max'])
 def test_rules_without_an_exact_kernel_stay_plain(optimizer):
   assert tpu_update_rules.fused_kernel(optimizer) is None

@@ -175,8 +175,9 @@ def _adagrad_momentum_rule(optimizer, params, slots, grads, lr) -> RuleResult:
   }
 
 
-def _adam_rule(optimizer, params, slots, grads, lr) -> RuleResult:
-  """Adam without bias correction, as the TPU applies it."""
+def _adam_step(optimizer, slots, grads, lr
+              ) -> Tuple[tf.Tensor, Dict[str, tf.Tensor]]:
+  """Adam's step (subtracted from the weights) and its new slots."""
   momenta = (optimizer.beta_1 * slots['momenta'] +
              (1.0 - optimizer.beta_1) * grads)
   velocities = (optimizer.beta_2 * slots['velocities'] +
@@ -185,8 +186,14 @@ def _adam_rule(optimizer, params, slots, grads, lr) -> RuleResult:
     denominator = tf.sqrt(velocities + optimizer.epsilon**2)
   else:
     denominator = tf.sqrt(velocities) + optimizer.epsilon
-  params = params - lr * momenta / denominator
-  return params, {'momenta': momenta, 'velocities': velocities}
+  return lr * momenta / denominator, {'momenta': momenta,
+                                      'velocities': velocities}
+
+
+def _adam_rule(optimizer, params, slots, grads, lr) -> RuleResult:
+  """Adam without bias correction, as the TPU applies it."""
+  step, new_slots = _adam_step(optimizer, slots, grads, lr)
+  return params - step, new_slots
 
 
 def _ftrl_rule(optimizer, params, slots, grads, lr) -> RuleResult:
@@ -402,15 +409,17 @@ def sum_duplicates(
   return ids, grads
 
 
-def _fused_sgd(table: tf.Variable, slots: Mapping[str, tf.Variable],
-               ids: tf.Tensor, grads: tf.Tensor, lr: tf.Tensor) -> None:
+def _fused_sgd(optimizer, table: tf.Variable,
+               slots: Mapping[str, tf.Variable], ids: tf.Tensor,
+               grads: tf.Tensor, lr: tf.Tensor) -> None:
   """`w = w - lr * g` on the distinct rows, in one scatter op."""
-  del slots
+  del optimizer, slots
   table.scatter_sub(tf.IndexedSlices(lr * grads, ids))
 
 
-def _fused_adagrad(table: tf.Variable, slots: Mapping[str, tf.Variable],
-                   ids: tf.Tensor, grads: tf.Tensor, lr: tf.Tensor) -> None:
+def _fused_adagrad(optimizer, table: tf.Variable,
+                   slots: Mapping[str, tf.Variable], ids: tf.Tensor,
+                   grads: tf.Tensor, lr: tf.Tensor) -> None:
   """TensorFlow's sparse Adagrad kernel on the distinct rows.
 
   `ResourceSparseApplyAdagrad` computes `accum += g * g;
@@ -418,24 +427,44 @@ def _fused_adagrad(table: tf.Variable, slots: Mapping[str, tf.Variable],
   duplicates are summed, which the caller has done (the kernel alone would
   apply each duplicate in turn).
   """
+  del optimizer
   tf.raw_ops.ResourceSparseApplyAdagrad(
       var=table.handle, accum=slots['accumulators'].handle, lr=lr, grad=grads,
       indices=ids, use_locking=False, update_slots=True)
+
+
+def _fused_lazy_adam(optimizer, table: tf.Variable,
+                     slots: Mapping[str, tf.Variable], ids: tf.Tensor,
+                     grads: tf.Tensor, lr: tf.Tensor) -> None:
+  """Lazy Adam on the distinct rows; the weights move by one `scatter_sub`.
+
+  The same ops in the same order as `update_rows` (`w - step`, the step
+  from `_adam_step`), without reading the weights: only the two moments are
+  gathered and written back.
+  """
+  rows = {name: tf.gather(var, ids) for name, var in slots.items()}
+  step, new_rows = _adam_step(optimizer, rows, grads, lr)
+  table.scatter_sub(tf.IndexedSlices(step, ids))
+  for name, values in new_rows.items():
+    slots[name].scatter_update(tf.IndexedSlices(values, ids))
 
 
 _FusedKernel = Callable[..., None]
 _FUSED: Dict[type, _FusedKernel] = {
     _embedding.SGD: _fused_sgd,
     _embedding.Adagrad: _fused_adagrad,
+    # Only sparse (lazy) updates come here; `apply_dense` has the other.
+    _embedding.Adam: _fused_lazy_adam,
 }
 
 
 def fused_kernel(optimizer) -> Optional[_FusedKernel]:
-  """A one-op update exactly equal to `update_rows` for `optimizer`, or None.
+  """A fused update exactly equal to `update_rows` for `optimizer`, or None.
 
-  Only for the rules TensorFlow has a kernel for (SGD, Adagrad) and without
-  the options such kernels lack: weight decay and weight clipping. Gradient
-  clipping is applied before the kernel, as in `update_rows`.
+  TensorFlow's kernels for SGD and Adagrad, and lazy Adam with the weights
+  updated in place; not with the options these lack: weight decay and
+  weight clipping. Gradient clipping is applied before the kernel, as in
+  `update_rows`.
   """
   if optimizer.weight_decay_factor or (
       optimizer.clip_weight_min is not None or
@@ -465,7 +494,7 @@ def apply_sparse(optimizer, table: tf.Variable, slots: Mapping[str,
   if kernel is not None:
     grads = _clip(grads, optimizer.clip_gradient_min,
                   optimizer.clip_gradient_max)
-    kernel(table, slots, ids, grads, lr)
+    kernel(optimizer, table, slots, ids, grads, lr)
     return
   params = tf.gather(table, ids)
   slot_rows = {name: tf.gather(var, ids) for name, var in slots.items()}

@@ -3,8 +3,11 @@
 Reads Transform's gzipped tf.Example TFRecords, parses them with the
 transformed feature spec (ragged ids for lists) and yields fixed-size batches:
 the last partial batch is dropped so that every step has the same static
-shape, as TPUs require. The training iterator is checkpointable, so a resumed
-run continues from the same input position.
+shape, as TPUs require. Small training data (``TrainingConfig.
+in_memory_train_mib``) is parsed into memory once and each epoch is a full
+seeded shuffle of it; larger data streams from the files through a shuffle
+buffer. The training iterator is checkpointable, so a resumed run continues
+from the same input position.
 """
 
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple

@@ -53,8 +53,9 @@ class TrainingConfig:
       and each epoch is a seeded permutation of all their examples (a full
       shuffle; ``shuffle_buffer`` applies to streamed files). Reading,
       decompressing and parsing every epoch were most of the input
-      pipeline's CPU. The parsed data lives in host memory (several times
-      the gzipped size). 0 always streams from the files.
+      pipeline's CPU. The parsed data lives in host memory: 12.7 MiB of the
+      demo's gzipped records (410k examples) raised the peak RSS by about
+      320 MiB and took about 1 s to load. 0 always streams from the files.
     seed: seeds the shuffle and the dense initialisation.
     tpu: None trains on the CPU/GPU; '' or 'local' the TPU VM's own TPU; else
       the name or grpc:// address given to ``TPUClusterResolver``.

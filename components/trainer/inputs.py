@@ -144,10 +144,14 @@ def _in_memory_batches(records: tf.data.Dataset,
   parsed once instead of every epoch. The iterator's checkpoint holds the
   permutation's state (8 bytes an example), not the data.
   """
-  chunks = list(records.batch(_READ_CHUNK))
-  if not chunks:
+  # Parsed chunk by chunk: the serialized records are never all in memory.
+  parts = [parse(chunk) for chunk in records.batch(_READ_CHUNK)]
+  if not parts:
     raise ValueError('The training files hold no examples.')
-  features, labels = parse(tf.concat(chunks, axis=0))
+  features = {key: tf.concat([part[0][key] for part in parts], axis=0)
+              for key in parts[0][0]}
+  labels = tf.concat([part[1] for part in parts], axis=0)
+  del parts
   count = int(tf.shape(labels)[0])
 
   def gather(rows: tf.Tensor) -> Any:

@@ -62,7 +62,7 @@ def _write(path: str, records: Sequence[bytes], times: int) -> None:
 def sequence_summary(records: Sequence[bytes],
                      feature: features_lib.MeasuredFeature) -> Dict[str, Any]:
   """Length and id statistics of one measured feature in `records`."""
-  batch = decoding.make_decoder([feature.column]).DecodeBatch(list(records))
+  batch = decoding.decode_examples(records, [feature.column])
   lengths, ids = decoding.record_batch_columns(batch, [feature])[feature.name]
   _, counts = np.unique(ids, return_counts=True)
   return {'feature': feature.name, 'examples': len(records),

@@ -266,8 +266,10 @@ class TestDecoding:
     example = tf.train.Example()
     example.features.feature['a'].int64_list.value.extend([4, 5])
     example.features.feature['b'].bytes_list.value.append(b'x')
-    decoder = decoding.make_decoder(['a', 'missing'])
-    batch = decoder.DecodeBatch([example.SerializeToString(),
-                                 tf.train.Example().SerializeToString()])
+    batch = decoding.decode_examples([example.SerializeToString(),
+                                      tf.train.Example().SerializeToString()],
+                                     ['a', 'missing'])
     assert batch.schema.names == ['a', 'missing']
-    assert batch.column(0).to_pylist() == [[4, 5], None]
+    # A row without the feature is empty (as `read_record_batches` reads it).
+    assert batch.column(0).to_pylist() == [[4, 5], []]
+    assert batch.column(1).to_pylist() == [[], []]

@@ -1,10 +1,10 @@
 """Serialized `tf.train.Example`s -> Arrow RecordBatches -> NumPy arrays.
 
 Files are read and parsed in batches by TensorFlow's C++ TFRecord reader and
-example parser (`read_record_batches`), restricted to the measured columns, so
-that no Python work is done per example and other features are skipped;
-tfx-bsl's C++ decoder (`make_decoder`) decodes batches already in memory.
-Lengths and ids are then read from the Arrow list offsets and flat values.
+example parser (`read_record_batches`; `decode_examples` for serialized
+examples already in memory), restricted to the measured columns, so that no
+Python work is done per example and other features are skipped. Lengths and
+ids are then read from the Arrow list offsets and flat values.
 """
 
 from typing import Dict, Iterator, List, Sequence, Tuple
@@ -14,8 +14,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import tensorflow as tf
-from tensorflow_metadata.proto.v0 import schema_pb2
-from tfx_bsl.coders import example_coder
 
 from components.embedding_stats import features as features_lib
 
@@ -26,21 +24,6 @@ _TF_COMPRESSION = {
     filesystem.CompressionTypes.GZIP: 'GZIP',
     filesystem.CompressionTypes.DEFLATE: 'ZLIB',
 }
-
-
-def decoder_schema(columns: Sequence[str]) -> schema_pb2.Schema:
-  """A TFMD schema that makes the decoder read only `columns`, as int64."""
-  schema = schema_pb2.Schema()
-  for column in sorted(set(columns)):
-    schema.feature.add(name=column, type=schema_pb2.INT)
-  return schema
-
-
-def make_decoder(columns: Sequence[str]
-                 ) -> example_coder.ExamplesToRecordBatchDecoder:
-  """A picklable decoder of serialized examples into RecordBatches."""
-  return example_coder.ExamplesToRecordBatchDecoder(
-      decoder_schema(columns).SerializeToString())
 
 
 def tf_compression(path: str) -> str:
@@ -67,6 +50,14 @@ def _as_record_batch(parsed: Dict[str, tf.RaggedTensor]) -> pa.RecordBatch:
       [pa.LargeListArray.from_arrays(parsed[n].row_splits.numpy(),
                                      parsed[n].values.numpy())
        for n in names], names)
+
+
+def decode_examples(serialized: Sequence[bytes],
+                    columns: Sequence[str]) -> pa.RecordBatch:
+  """Serialized tf.Examples as one RecordBatch of `columns`, as files are
+  read (`read_record_batches`)."""
+  return _as_record_batch(_parse_batch(columns)(tf.constant(list(serialized),
+                                                            tf.string)))
 
 
 def read_record_batches(path: str, columns: Sequence[str],

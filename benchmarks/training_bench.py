@@ -391,15 +391,15 @@ def _movies_dataset(case: Mapping[str, Any], resolved: Any, feature_spec: Any,
                     in_memory: Optional[bool] = None) -> tf.data.Dataset:
   """The trainer's input pipeline: read, parse, batch, map ids.
 
-  `in_memory` None decides as `loop.train` does with the default
+  `in_memory` None decides as `loop.train` does, with the default
   `TrainingConfig.in_memory_train_mib`.
   """
   training = split == 'train'
   files = inputs.split_files(
       [_trainer_fixture().examples_artifact(case['examples_dir'])], [split])
   if in_memory is None:
-    in_memory = (inputs.total_mib(files) <=
-                 config_lib.TrainingConfig.in_memory_train_mib)
+    in_memory = inputs.holds_in_memory(
+        files, config_lib.TrainingConfig.in_memory_train_mib)
   return inputs.make_dataset(
       files, feature_spec, features.TRANSFORMED_LABEL, case['batch_size'],
       training=training, shuffle_buffer=1024, seed=0,

@@ -122,3 +122,8 @@ def test_total_mib_sums_the_files(tmp_path):
   for name, size in (('a', 2**20), ('b', 2**19)):
     (tmp_path / name).write_bytes(b'x' * size)
   assert inputs.total_mib([str(tmp_path / 'a'), str(tmp_path / 'b')]) == 1.5
+  files = [str(tmp_path / 'a'), str(tmp_path / 'b')]
+  assert inputs.holds_in_memory(files, 2)
+  assert not inputs.holds_in_memory(files, 1)
+  (tmp_path / 'empty').write_bytes(b'')
+  assert not inputs.holds_in_memory([str(tmp_path / 'empty')], 0)  # Never.

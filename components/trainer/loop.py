@@ -273,11 +273,7 @@ def train(config: config_lib.TrainingConfig,
     model = tasks.import_by_path(config.model_fn)(resolved_spec, dense_keys)
     dense_optimizer = tf_keras.optimizers.Adam(config.dense_learning_rate)
   prepare = BatchPreparer(resolved_spec.id_mapper(), dense_keys)
-  train_mib = inputs.total_mib(train_files)
-  in_memory = train_mib <= config.in_memory_train_mib
-  logging.info('Training files: %.1f MiB, %s (in_memory_train_mib=%d).',
-               train_mib, 'parsed into memory once' if in_memory else
-               'streamed', config.in_memory_train_mib)
+  in_memory = inputs.holds_in_memory(train_files, config.in_memory_train_mib)
 
   def train_data(context: tf.distribute.InputContext) -> tf.data.Dataset:
     return inputs.make_dataset(

@@ -11,8 +11,8 @@ features EmbeddingStatsGen measures in the demo (read off the demo's embedding
 spec).
 
 Not the pipeline's components themselves, whose runs on the DirectRunner take
-minutes: the examples are encoded by tfx-bsl's C++ encoder rather than Python
-protobuf, and Transform runs in its TF1 compatibility mode, which takes half
+minutes: the examples are encoded by tfx-bsl's C++ encoder rather than one
+proto object per row, and Transform runs in its TF1 compatibility mode, which takes half
 the CPU time of its TF2 mode here. The ids are the same in both modes; a
 z-scored float may differ in its last bit.
 """
@@ -95,7 +95,7 @@ def raw_training_records(sample_rows: Optional[int] = None,
   """(raw tf.Examples of the training split, films read) of the database.
 
   The examples are those MoviesExampleGen writes (`row_values` is its
-  conversion), encoded by tfx-bsl's C++ encoder instead of Python protobuf.
+  conversion), encoded by tfx-bsl's C++ encoder, not one proto object per row.
   `sample_rows` reads only the first rows (by film id), for smoke runs;
   `database_path` reads another database than the bundled one.
   """

@@ -213,8 +213,8 @@ def row_values(row: Mapping[str, Any],
                on_bad_value: str = ON_BAD_VALUE_FAIL) -> RowValues:
   """The values ``convert_row`` writes, without building a proto.
 
-  For callers that encode many rows at once (protobuf objects are slow in
-  pure Python); see ``convert_row`` for the arguments and errors.
+  For callers that encode many rows at once (a batch encoder, with no proto
+  object per row); see ``convert_row`` for the arguments and errors.
   """
   label, reason = label_from_meter(row[movies_db.METER_COLUMN])
   if reason:

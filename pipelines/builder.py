@@ -13,6 +13,7 @@ named by dotted path (or a module file for Transform, as TFX takes it), so
 nothing local leaks into a compiled pipeline.
 """
 
+import os
 from typing import Any, Dict, List, Optional, Sequence, Union
 
 from tfx import types
@@ -24,6 +25,7 @@ from components.embedding_stats import config as stats_config
 from components.embedding_stats import from_spec
 from components.trainer import component as trainer_component
 from components.trainer import config as trainer_config
+from components.trainer import resume
 from components.trainer import training
 
 # Node ids of the components the builder adds (the run summary reads them).
@@ -42,6 +44,13 @@ def latest_model_resolver() -> tfx.dsl.Resolver:
       strategy_class=tfx.dsl.experimental.LatestArtifactStrategy,
       model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model)
   ).with_id(BASE_MODEL_RESOLVER)
+
+
+def resume_root(pipeline_root: str) -> str:
+  """Where a crashed Trainer's state waits for the rerun: under the pipeline
+  root, which every run shares (Vertex AI writes each job's artifacts in a
+  folder of its own)."""
+  return os.path.join(pipeline_root, TRAINER, resume.RESUME_DIR)
 
 
 def _examples_channel(examples: Union[base_node.BaseNode, types.BaseChannel]
@@ -156,7 +165,8 @@ def create_pipeline(
       train_args=train_args,
       eval_args=eval_args,
       tpu_type=tpu_type,
-      base_model=resolver.outputs['model'] if resolver else None)
+      base_model=resolver.outputs['model'] if resolver else None,
+      resume_root=resume_root(pipeline_root))
   components = [statistics_gen, schema_gen, transform, embedding_stats,
                 *([resolver] if resolver else []), trainer, *extra_components]
   if isinstance(examples, base_node.BaseNode):

@@ -167,6 +167,10 @@ def test_trainer_runs_as_vertex_job_on_tpu_vm(compiled):
   assert json.loads(_parameter(spec, TRAINER, 'training_config'))[
       'tpu'] == 'local'
   assert _parameter(spec, TRAINER, 'tpu_type') == 'v5e-4'
+  # Each pipeline job writes its outputs in a folder of its own; a crashed
+  # run's state waits for the rerun under the root that every job shares.
+  assert _parameter(spec, TRAINER, 'resume_root') == (
+      PIPELINE_ROOT + '/TpuEmbeddingTrainer/resume')
 
 
 def test_trainer_on_cloud_tpu_accelerator(compiled):

@@ -169,23 +169,49 @@ def test_resume_fingerprint_follows_inputs_and_config(tmp_path):
   assert same != resume.fingerprint(inputs_a, changed)
   assert resume.working_dir('/root/Trainer/model_run/7/', same) == (
       f'/root/Trainer/resume/{same}')
+  assert resume.working_dir('gs://b/r/123/job-2/Trainer_5/model_run', same,
+                            'gs://b/r/Trainer/resume') == (
+                                f'gs://b/r/Trainer/resume/{same}')
 
 
-def _executor_dicts(movies_transform, root, execution):
+def test_run_identity_ignores_only_how_the_run_is_carried_out():
+  identity = _config().run_identity(in_memory=True)
+  # Steps per call, log and checkpoint intervals: the same trained model.
+  assert _config(steps_per_execution=7, log_every=3,
+                 checkpoint_every=11).run_identity(True) == identity
+  # A threshold that keeps the same files in memory: the same example order.
+  assert _config(in_memory_train_mib=64).run_identity(True) == identity
+  # Streaming instead changes the order; so do the settings of the model.
+  assert _config().run_identity(in_memory=False) != identity
+  for changed in (dict(train_steps=9), dict(seed=4), dict(batch_size=64),
+                  dict(shuffle_buffer=3), dict(dense_learning_rate=0.5)):
+    assert _config(**changed).run_identity(True) != identity, changed
+
+
+def _executor_dicts(movies_transform, root, execution, job='',
+                    steps_per_execution=2):
+  """The executor's arguments; with `job`, laid out as a Vertex AI job's
+  artifacts (a folder per job) and with the builder's resume root."""
   examples_dir, transform_dir = movies_transform
   graph = standard_artifacts.TransformGraph()
   graph.uri = transform_dir
+  outputs = (os.path.join(root, job, f'Trainer_{execution}') if job else
+             os.path.join(root, 'Trainer'))
   model = standard_artifacts.Model()
-  model.uri = os.path.join(root, 'Trainer', 'model', str(execution))
+  model.uri = os.path.join(outputs, 'model', '' if job else str(execution))
   model_run = standard_artifacts.ModelRun()
-  model_run.uri = os.path.join(root, 'Trainer', 'model_run', str(execution))
+  model_run.uri = os.path.join(outputs, 'model_run',
+                               '' if job else str(execution))
   input_dict = {'examples': [trainer_fixture.examples_artifact(examples_dir)],
                 'transform_graph': [graph]}
   output_dict = {'model': [model], 'model_run': [model_run]}
   properties = {'embedding_spec': _spec_json(24),
-                'training_config': _config(train_steps=24, checkpoint_every=8,
-                                           log_every=8,
-                                           steps_per_execution=2).to_json()}
+                'training_config': _config(
+                    train_steps=24, checkpoint_every=8, log_every=8,
+                    steps_per_execution=steps_per_execution).to_json()}
+  if job:
+    properties[executor_lib.RESUME_ROOT_KEY] = os.path.join(
+        root, 'Trainer', resume.RESUME_DIR)
   return input_dict, output_dict, properties
 
 
@@ -203,23 +229,28 @@ def killed_train(*args, **kwargs):
   return train(*args, on_step=on_step, **kwargs)
 loop.train = killed_train
 executor.Executor().Do(*t._executor_dicts(({examples!r}, {transform!r}),
-                                          {root!r}, 1))
+                                          {root!r}, 1, {job!r}))
 """
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize('layout', ['local', 'vertex'])
 def test_a_killed_trainer_resumes_when_rerun_and_a_finished_one_does_not(
-    movies_transform, tmp_path):
+    movies_transform, tmp_path, layout):
+  """Local: every execution's ModelRun beside the others. Vertex AI: each
+  pipeline job's outputs in a folder of its own, the resume root shared."""
   root = str(tmp_path)
+  jobs = iter(['job-1', 'job-2', 'job-3'] if layout == 'vertex' else [''] * 3)
   script = _KILLED_EXECUTOR.format(
       tests_dir=os.path.dirname(__file__), examples=movies_transform[0],
-      transform=movies_transform[1], root=root)
+      transform=movies_transform[1], root=root, job=next(jobs))
   killed = subprocess.run([sys.executable, '-c', script], check=False,
                           capture_output=True)
   assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()[-2000:]
-  # The rerun is a new execution with a new ModelRun folder.
-  input_dict, output_dict, properties = _executor_dicts(movies_transform,
-                                                        root, 2)
+  # The rerun is a new execution with a new ModelRun folder, and runs more
+  # steps per call: that changes how it runs, not what it trains.
+  input_dict, output_dict, properties = _executor_dicts(
+      movies_transform, root, 2, next(jobs), steps_per_execution=4)
   executor_lib.Executor().Do(input_dict, output_dict, properties)
   rerun = training.TrainingResult.load(output_dict['model_run'][0].uri)
   assert rerun.resumed_from_step == 8 and rerun.steps == 24
@@ -228,7 +259,7 @@ def test_a_killed_trainer_resumes_when_rerun_and_a_finished_one_does_not(
                                          loop.CHECKPOINT_DIR))
   # A later run of the same inputs starts afresh: nothing stale is resumed.
   input_dict, output_dict, properties = _executor_dicts(movies_transform,
-                                                        root, 3)
+                                                        root, 3, next(jobs))
   executor_lib.Executor().Do(input_dict, output_dict, properties)
   assert training.TrainingResult.load(
       output_dict['model_run'][0].uri).resumed_from_step == 0

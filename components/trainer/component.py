@@ -30,6 +30,8 @@ class TpuEmbeddingTrainerSpec(types.ComponentSpec):
           type=trainer_pb2.EvalArgs, optional=True),
       executor.TPU_TYPE_KEY: component_spec.ExecutionParameter(
           type=str, optional=True),
+      executor.RESUME_ROOT_KEY: component_spec.ExecutionParameter(
+          type=str, optional=True),
       # Read by the executor that launches the training, not by the training:
       # the Vertex AI variant keeps its custom job's settings here.
       standard_component_specs.CUSTOM_CONFIG_KEY:
@@ -74,6 +76,10 @@ class TpuEmbeddingTrainer(base_component.BaseComponent):
   ``Resolver``'s latest model) warm-starts a fresh run: tables remapped by
   token to this run's vocabularies, the dense model when it matches
   (``components.trainer.warm_start``); an empty channel trains cold.
+  ``resume_root`` is where a crashed run's state waits for the rerun
+  (``components.trainer.resume``); it must outlive a pipeline run, as
+  ``create_pipeline``'s ``<pipeline_root>/<Trainer>/resume`` does. None keeps
+  it beside the ModelRun folders, which only a local orchestrator reuses.
   """
 
   SPEC_CLASS = TpuEmbeddingTrainerSpec
@@ -90,7 +96,8 @@ class TpuEmbeddingTrainer(base_component.BaseComponent):
                raw_examples: Optional[types.BaseChannel] = None,
                tpu_type: Optional[str] = None,
                custom_config: Optional[Union[str, Dict[str, Any]]] = None,
-               base_model: Optional[types.BaseChannel] = None):
+               base_model: Optional[types.BaseChannel] = None,
+               resume_root: Optional[str] = None):
     if isinstance(training_config, dict):
       training_config = config_lib.TrainingConfig.from_dict(training_config)
     if not isinstance(embedding_spec, str):
@@ -111,6 +118,7 @@ class TpuEmbeddingTrainer(base_component.BaseComponent):
         embedding_spec=embedding_spec,
         training_config=training_config.to_json(),
         tpu_type=tpu_type,
+        resume_root=resume_root,
         custom_config=(json_utils.dumps(custom_config)
                        if isinstance(custom_config, dict) else custom_config),
         model=types.Channel(type=standard_artifacts.Model),

@@ -13,6 +13,13 @@ from typing import Any, Dict, List, Mapping, Optional, Union
 from components.trainer import tasks
 
 
+# Settings that change how a run is carried out and reported, not the model it
+# trains: a rerun after a crash resumes across changes to them
+# (``run_identity``).
+EXECUTION_ONLY_FIELDS = ('steps_per_execution', 'log_every',
+                         'checkpoint_every')
+
+
 def _is_int(value: Any, minimum: int) -> bool:
   """An int (not a bool) >= ``minimum``."""
   return (isinstance(value, int) and not isinstance(value, bool) and
@@ -159,6 +166,20 @@ class TrainingConfig:
     """``spec_module_prefixes`` plus the top-level package of ``model_fn``."""
     return list(dict.fromkeys(
         [self.model_fn.split('.')[0]] + list(self.spec_module_prefixes)))
+
+  def run_identity(self, in_memory: bool) -> Dict[str, Any]:
+    """The settings that decide the trained model, for resuming a run.
+
+    Every field but ``EXECUTION_ONLY_FIELDS``; ``in_memory_train_mib`` is
+    replaced by its outcome for this run's files (``in_memory``: whether they
+    are parsed into memory), which decides the order of the examples and the
+    form of the input position in a checkpoint.
+    """
+    identity = self.to_dict()
+    for name in EXECUTION_ONLY_FIELDS + ('in_memory_train_mib',):
+      del identity[name]
+    identity['in_memory'] = in_memory
+    return identity
 
   @property
   def on_tpu(self) -> bool:

@@ -43,6 +43,7 @@ TRAINING_CONFIG_KEY = 'training_config'
 TRAIN_ARGS_KEY = 'train_args'
 EVAL_ARGS_KEY = 'eval_args'
 TPU_TYPE_KEY = 'tpu_type'
+RESUME_ROOT_KEY = 'resume_root'
 DEFAULT_TRAIN_SPLIT = 'train'
 DEFAULT_EVAL_SPLIT = 'eval'
 # Raw evaluation examples the reloaded serving model is checked on.
@@ -76,6 +77,25 @@ def _files_by_split(examples: List[types.Artifact],
   return {split: inputs.split_files(examples, [split]) for split in splits}
 
 
+def _working_dir(input_dict: Dict[str, List[types.Artifact]],
+                 exec_properties: Dict[str, Any],
+                 config: config_lib.TrainingConfig,
+                 train_files: Dict[str, List[str]], model_run_uri: str) -> str:
+  """The run's resumable folder (``resume``), named by what decides the
+  trained model: the inputs, and the properties with the config reduced to
+  ``TrainingConfig.run_identity`` and without the folder's own root."""
+  in_memory = inputs.holds_in_memory(
+      [path for paths in train_files.values() for path in paths],
+      config.in_memory_train_mib)
+  properties = {**exec_properties,
+                TRAINING_CONFIG_KEY: config.run_identity(in_memory),
+                RESUME_ROOT_KEY: None}
+  return resume.working_dir(
+      model_run_uri,
+      resume.fingerprint(resume.input_uris(input_dict), properties),
+      exec_properties.get(RESUME_ROOT_KEY))
+
+
 def _raw_eval_examples(raw_examples: List[types.Artifact],
                        splits: List[str]) -> List[bytes]:
   """The first raw examples of the evaluation splits (none without input)."""
@@ -104,8 +124,9 @@ class Executor(base_executor.BaseExecutor):
     logging.info('Training on splits %s, evaluating on %s.',
                  list(train_args.splits), list(eval_args.splits))
     model_run_uri = artifact_utils.get_single_uri(output_dict[MODEL_RUN_KEY])
-    work_dir = resume.working_dir(model_run_uri, resume.fingerprint(
-        resume.input_uris(input_dict), exec_properties))
+    train_files = _files_by_split(examples, train_args.splits)
+    work_dir = _working_dir(input_dict, exec_properties, config, train_files,
+                            model_run_uri)
     logging.info('Training state in %s (a rerun with the same inputs and '
                  'config resumes from it).', work_dir)
     result = training.run_training(
@@ -113,7 +134,7 @@ class Executor(base_executor.BaseExecutor):
         exec_properties[EMBEDDING_SPEC_KEY],
         tft.TFTransformOutput(
             artifact_utils.get_single_uri(input_dict[TRANSFORM_GRAPH_KEY])),
-        train_files=_files_by_split(examples, train_args.splits),
+        train_files=train_files,
         eval_files=_files_by_split(examples, eval_args.splits),
         run_dir=work_dir,
         serving_dir=path_utils.serving_model_path(model_uri),

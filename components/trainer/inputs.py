@@ -13,7 +13,6 @@ from the same input position.
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 import tensorflow as tf
-from absl import logging
 from tfx import types
 from tfx.types import artifact_utils
 from tfx.utils import io_utils
@@ -63,12 +62,7 @@ def holds_in_memory(files: List[str], in_memory_train_mib: int) -> bool:
   """Whether training on ``files`` parses them into memory (``make_dataset``'s
   ``in_memory``): when they total at most ``in_memory_train_mib`` MiB (0:
   never)."""
-  mib = total_mib(files)
-  in_memory = 0 < in_memory_train_mib and mib <= in_memory_train_mib
-  logging.info('Training files: %.1f MiB, %s (in_memory_train_mib=%d).', mib,
-               'parsed into memory once' if in_memory else 'streamed',
-               in_memory_train_mib)
-  return in_memory
+  return 0 < in_memory_train_mib and total_mib(files) <= in_memory_train_mib
 
 
 def make_dataset(files: List[str],

@@ -274,6 +274,10 @@ def train(config: config_lib.TrainingConfig,
     dense_optimizer = tf_keras.optimizers.Adam(config.dense_learning_rate)
   prepare = BatchPreparer(resolved_spec.id_mapper(), dense_keys)
   in_memory = inputs.holds_in_memory(train_files, config.in_memory_train_mib)
+  logging.info('Training files: %.1f MiB, %s (in_memory_train_mib=%d).',
+               inputs.total_mib(train_files),
+               'parsed into memory once' if in_memory else 'streamed',
+               config.in_memory_train_mib)
 
   def train_data(context: tf.distribute.InputContext) -> tf.data.Dataset:
     return inputs.make_dataset(

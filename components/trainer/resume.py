@@ -2,22 +2,31 @@
 
 TFX gives every execution a new ModelRun folder, so checkpoints written there
 are lost to a rerun. The executor instead trains in a working folder named by
-a fingerprint of what determines the run (the input artifacts' URIs and the
-execution properties: spec, config, splits):
+a fingerprint of what determines the trained model (the input artifacts' URIs
+and the execution properties: spec, config, splits):
 
-    <pipeline_root>/<Trainer>/resume/<fingerprint>/
+    <resume root>/<fingerprint>/
+
+The resume root must outlive a pipeline run. ``create_pipeline`` sets it to
+``<pipeline_root>/<Trainer>/resume``: on Vertex AI every pipeline job writes
+its artifacts under a folder of its own, so a folder beside the ModelRun would
+be new on every rerun. Without one (a Trainer built by hand), the folder sits
+beside the component's ModelRun folders, which a local TFX run keeps in one
+place.
 
 A rerun with the same inputs and config finds the same folder and resumes
-from its newest readable checkpoint. Other inputs or another config give
-another fingerprint, so their checkpoints are never picked up. When training
-and export succeed, the folder's contents move into the ModelRun artifact
-and the folder is deleted, so a finished run is never resumed either.
+from its newest readable checkpoint; settings that only change how the run is
+carried out (``config.EXECUTION_ONLY_FIELDS``: steps per call, log and
+checkpoint intervals) may differ. Other inputs or another config give another
+fingerprint, so their checkpoints are never picked up. When training and
+export succeed, the folder's contents move into the ModelRun artifact and the
+folder is deleted, so a finished run is never resumed either.
 """
 
 import hashlib
 import json
 import os
-from typing import Any, Dict, List, Mapping
+from typing import Any, Dict, List, Mapping, Optional
 
 import tensorflow as tf
 from absl import logging
@@ -26,24 +35,28 @@ RESUME_DIR = 'resume'
 
 
 def fingerprint(input_uris: Mapping[str, List[str]],
-                exec_properties: Mapping[str, Any]) -> str:
-  """A short hash of the inputs' URIs and the execution properties."""
+                properties: Mapping[str, Any]) -> str:
+  """A short hash of the inputs' URIs and the properties (None ones left out).
+  """
   payload = json.dumps({
       'inputs': {key: sorted(uris) for key, uris in input_uris.items()},
-      'properties': {key: value for key, value in exec_properties.items()
+      'properties': {key: value for key, value in properties.items()
                      if value is not None},
   }, sort_keys=True, default=str)
   return hashlib.sha256(payload.encode('utf-8')).hexdigest()[:16]
 
 
-def working_dir(model_run_uri: str, run_fingerprint: str) -> str:
-  """The resumable folder beside the component's ModelRun folders.
+def working_dir(model_run_uri: str, run_fingerprint: str,
+                resume_root: Optional[str] = None) -> str:
+  """``<resume_root>/<fingerprint>``; by default beside the ModelRun folders.
 
-  ModelRun URIs are ``<root>/<component>/model_run/<execution id>``; the
-  working folder is ``<root>/<component>/resume/<fingerprint>``.
+  Local ModelRun URIs are ``<root>/<component>/model_run/<execution id>``;
+  the default folder is ``<root>/<component>/resume/<fingerprint>``.
   """
-  component_dir = os.path.dirname(os.path.dirname(model_run_uri.rstrip('/')))
-  return os.path.join(component_dir, RESUME_DIR, run_fingerprint)
+  if not resume_root:
+    component_dir = os.path.dirname(os.path.dirname(model_run_uri.rstrip('/')))
+    resume_root = os.path.join(component_dir, RESUME_DIR)
+  return os.path.join(resume_root, run_fingerprint)
 
 
 def _copy_tree(source: str, target: str) -> None:

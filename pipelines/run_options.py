@@ -1,10 +1,30 @@
 """Command-line options every runner shares (local, Kubeflow v2), any example."""
 
 import argparse
+import os
 import re
+import warnings
 from typing import Any, Dict
 
 _PIPELINE_NAME = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.-]*$')
+
+
+def quiet_startup() -> None:
+  """For a runner's command line, before TensorFlow is imported: TensorFlow's
+  C++ info and warning lines off (errors still print), and the Google client
+  libraries' import-time warnings about future Python support."""
+  os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+  warnings.filterwarnings('ignore', category=FutureWarning)
+
+
+def local_parser(description: str,
+                 default_pipeline_name: str) -> argparse.ArgumentParser:
+  """A local runner's parser: --output-dir and ``add_run_options``."""
+  parser = argparse.ArgumentParser(description=description)
+  parser.add_argument('--output-dir', default='output',
+                      help='where pipeline outputs and metadata go')
+  add_run_options(parser, default_pipeline_name)
+  return parser
 
 
 def positive_int(text: str) -> int:

@@ -11,26 +11,22 @@ set of options (unless ``--data-root`` names existing TFRecords with
 import argparse
 import os
 import sys
-import warnings
 from typing import List, Optional
 
-os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
-os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
-warnings.filterwarnings('ignore', category=FutureWarning)
+from pipelines import run_options  # Imports no TensorFlow.
+
+run_options.quiet_startup()
 
 from pipelines import local  # pylint: disable=g-import-not-at-top
 from pipelines import progress
-from pipelines import run_options
 from pipelines import summary as summary_lib
 from pipelines.interactions import data
 from pipelines.interactions import pipeline
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  parser.add_argument('--output-dir', default='output',
-                      help='where pipeline outputs and metadata go')
-  run_options.add_run_options(parser, pipeline.PIPELINE_NAME)
+  parser = run_options.local_parser(__doc__.split('\n')[0],
+                                   pipeline.PIPELINE_NAME)
   parser.add_argument('--data-root', default=None,
                       help='existing TFRecords (train/ and eval/ folders)')
   parser.add_argument('--num-users', type=run_options.positive_int,

@@ -15,18 +15,15 @@ Credentials.
 import argparse
 import os
 import sys
-import warnings
 from typing import List, Optional
 
-os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
-os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
-# Google client libraries warn about future Python support on import.
-warnings.filterwarnings('ignore', category=FutureWarning)
+from pipelines import run_options  # Imports no TensorFlow.
+
+run_options.quiet_startup()
 
 from tfx import v1 as tfx  # pylint: disable=g-import-not-at-top
 
 from components.trainer import vertex  # pylint: disable=g-import-not-at-top
-from pipelines import run_options
 from pipelines.movies import pipeline
 
 # A v6e host (4 chips, SparseCore): its engine shards the tables. A v5e

@@ -16,27 +16,22 @@ number of steps (``warm_start_comparison`` in ``summary.json``).
 import argparse
 import os
 import sys
-import warnings
 from typing import List, Optional
 
-os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
-os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
-# Google client libraries warn about future Python support on import.
-warnings.filterwarnings('ignore', category=FutureWarning)
+from pipelines import run_options  # Imports no TensorFlow.
+
+run_options.quiet_startup()
 
 from pipelines import local  # pylint: disable=g-import-not-at-top
 from pipelines import progress
-from pipelines import run_options
 from pipelines import summary as summary_lib
 from pipelines.movies import pipeline
 from pipelines.movies import summary
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  parser.add_argument('--output-dir', default='output',
-                      help='where pipeline outputs and metadata go')
-  run_options.add_run_options(parser, pipeline.PIPELINE_NAME)
+  parser = run_options.local_parser(__doc__.split('\n')[0],
+                                   pipeline.PIPELINE_NAME)
   pipeline.add_data_options(parser)
   parser.add_argument('--database-uri', default=None,
                       help='another movies SQLite file (default: bundled)')

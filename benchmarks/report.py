@@ -69,6 +69,7 @@ def analyze(data: Mapping[str, Any]) -> Dict[str, Any]:
     vocabulary_growth: {(optimizer, route): step at largest / smallest size}
     table_size_growth: {optimizer: this product's step on the largest table
       looked up with the smallest table's ids / its step on the smallest}
+    sparse_kernel: {vocabulary_size: TensorFlow's sparse kernels alone}
     stats: {(scale, system): result}
     stats_ratio: {scale: TFDV seconds / EmbeddingStatsGen seconds}
     errors: the failed cases.
@@ -101,6 +102,8 @@ def analyze(data: Mapping[str, Any]) -> Dict[str, Any]:
           if route != 'product' and (opt, size, 'product') in vocabulary},
       'vocabulary_growth': _growth(vocabulary),
       'table_size_growth': _table_size_growth(results, vocabulary),
+      'sparse_kernel': {r['case']['vocabulary_size']: r
+                        for r in _ok(results, 'sparse_kernel')},
       'stats': stats,
       'stats_ratio': {
           scale: measure.ratio(r['seconds']['median'],
@@ -358,8 +361,67 @@ def _vocabulary(data, analysis) -> List[str]:
               'product is faster):', '']
     lines += _table(['route'] + [f'{v:,} rows' for v in vocab_sizes],
                     slow_rows)
+  lines += _sparse_kernel_lines(analysis)
   lines += _vocabulary_memory(data, analysis, vocab_sizes)
   return lines
+
+
+SPARSE_KERNELS = {
+    'lookup': 'lookup (`SparseSegmentMean`, all ids)',
+    'update_all_ids': 'Adagrad update, all ids',
+    'update_distinct_rows': 'Adagrad update, distinct rows',
+}
+
+
+def kernel_growth_ms(analysis) -> Optional[Dict[str, float]]:
+  """From the smallest to the largest table: how many ms the lookup and
+  the update of the distinct rows (the kernels a step runs) grow together,
+  and this product's Adagrad step."""
+  kernels = analysis['sparse_kernel']
+  sizes = sorted(kernels)
+  if len(sizes) < 2:
+    return None
+  small, large = (analysis['vocabulary'].get(('adagrad', size, 'product'))
+                  for size in (sizes[0], sizes[-1]))
+  if not (small and large):
+    return None
+
+  def kernels_ms(size: int) -> float:
+    return sum(kernels[size][name]['step_ms']['median']
+               for name in ('lookup', 'update_distinct_rows'))
+
+  return {'kernels': kernels_ms(sizes[-1]) - kernels_ms(sizes[0]),
+          'step': large['step_ms']['median'] - small['step_ms']['median'],
+          'allowance': 0.2 * small['step_ms']['median']}
+
+
+def _sparse_kernel_lines(analysis) -> List[str]:
+  """TensorFlow's sparse kernels alone at each size, beside the step."""
+  kernels = analysis['sparse_kernel']
+  if not kernels:
+    return []
+  rows = []
+  for size in sorted(kernels):
+    step = analysis['vocabulary'].get(('adagrad', size, 'product'))
+    rows.append([f'{size:,}'] + [
+        f'{_spread(kernels[size][name]["step_ms"], 2)} '
+        f'({kernels[size][name]["ids_per_step"]:,.0f} ids)'
+        for name in SPARSE_KERNELS] +
+                [_spread(step['step_ms'], 2) if step else 'n/a'])
+  lines = ['**TensorFlow\'s sparse kernels alone** (ms per batch; the same '
+           'batches, the table and one Adagrad accumulator, no gradient or '
+           'model): the two table accesses of a step.', '']
+  lines += _table(['rows'] + list(SPARSE_KERNELS.values()) +
+                  ['this product\'s Adagrad step'], rows)
+  growth = kernel_growth_ms(analysis)
+  if growth:
+    lines.append(
+        f'From the smallest to the largest table, the lookup and the update '
+        f'of the distinct rows grow by {growth["kernels"]:.2f} ms together; '
+        f'this product\'s Adagrad step grows by {growth["step"]:.2f} ms. A '
+        f'step within 1.2× of the smallest table\'s would allow '
+        f'{growth["allowance"]:.2f} ms.')
+  return lines + ['']
 
 
 def _same_ids_line(data, analysis, opt: str,
@@ -614,6 +676,13 @@ def _headline(data, analysis) -> List[str]:
       lines.append(f'- Table size alone, {opt}: with the same ids, the '
                    f'{sizes[-1]:,}-row table\'s step takes {_ratio(growth)} '
                    f'the {sizes[0]:,}-row table\'s.')
+    kernels = kernel_growth_ms(analysis)
+    if kernels:
+      lines.append(f'- TensorFlow\'s lookup and Adagrad update kernels alone '
+                   f'grow by {kernels["kernels"]:.2f} ms from {sizes[0]:,} to '
+                   f'{sizes[-1]:,} rows; this product\'s Adagrad step by '
+                   f'{kernels["step"]:.2f} ms (1.2× would allow '
+                   f'{kernels["allowance"]:.2f} ms).')
   for scale, value in sorted(analysis['stats_ratio'].items()):
     lines.append(f'- Statistics at {scale}x: TFDV takes {_ratio(value)} '
                  'the time of EmbeddingStatsGen.')

@@ -108,18 +108,19 @@ def movies_cases(sizes: Sizes, root: str) -> List[Dict[str, Any]]:
 
 
 def vocabulary_cases(sizes: Sizes) -> List[Dict[str, Any]]:
-  """One table per vocabulary size, every route and optimizer."""
+  """One table per vocabulary size, every route and optimizer; TensorFlow's
+  sparse kernels alone at each size."""
+  batches = {'dimension': sizes.vocabulary_dimension,
+             'batch_size': sizes.vocabulary_batch_size,
+             'ids_per_row': sizes.vocabulary_ids_per_row,
+             'num_batches': sizes.vocabulary_num_batches, **_timing(sizes)}
   cases = []
   for optimizer in OPTIMIZERS:
     for vocabulary_size in sizes.vocabulary_sizes:
       for route in ROUTES:
         cases.append({
             'kind': 'train_vocab', 'route': route, 'optimizer': optimizer,
-            'vocabulary_size': vocabulary_size,
-            'dimension': sizes.vocabulary_dimension,
-            'batch_size': sizes.vocabulary_batch_size,
-            'ids_per_row': sizes.vocabulary_ids_per_row,
-            'num_batches': sizes.vocabulary_num_batches, **_timing(sizes)})
+            'vocabulary_size': vocabulary_size, **batches})
     if len(sizes.vocabulary_sizes) > 1:
       # The largest table looked up with the smallest table's ids: what the
       # table's size alone costs.
@@ -127,11 +128,10 @@ def vocabulary_cases(sizes: Sizes) -> List[Dict[str, Any]]:
           'kind': 'train_vocab_same_ids', 'route': 'product',
           'optimizer': optimizer,
           'vocabulary_size': max(sizes.vocabulary_sizes),
-          'id_range': min(sizes.vocabulary_sizes),
-          'dimension': sizes.vocabulary_dimension,
-          'batch_size': sizes.vocabulary_batch_size,
-          'ids_per_row': sizes.vocabulary_ids_per_row,
-          'num_batches': sizes.vocabulary_num_batches, **_timing(sizes)})
+          'id_range': min(sizes.vocabulary_sizes), **batches})
+  for vocabulary_size in sizes.vocabulary_sizes:
+    cases.append({'kind': 'sparse_kernel', 'vocabulary_size': vocabulary_size,
+                  **batches})
   return cases
 
 

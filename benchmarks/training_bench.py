@@ -507,23 +507,27 @@ def vocabulary_spec(vocabulary_size: int, dimension: int,
                            optimizer=_optimizer_spec(optimizer))
 
 
-def _vocabulary_dataset(case: Mapping[str, Any]) -> tf.data.Dataset:
-  """Batches of uniform random ids (ids_per_row per row) and random labels.
-
-  The ids are drawn from the first case['id_range'] rows, by default all.
-  """
+def _vocabulary_ids(case: Mapping[str, Any]) -> Tuple[np.ndarray, np.ndarray]:
+  """`[num_batches * batch_size, ids_per_row]` uniform random ids, and 0/1
+  labels; the ids are drawn from the first case['id_range'] rows, by default
+  all."""
   rng = np.random.default_rng(0)
   rows = case['num_batches'] * case['batch_size']
   ids = rng.integers(0, case.get('id_range', case['vocabulary_size']),
                      size=(rows, case['ids_per_row']), dtype=np.int64)
   labels = rng.integers(0, 2, size=(rows, 1)).astype(np.float32)
+  return ids, labels
+
+
+def _vocabulary_dataset(case: Mapping[str, Any]) -> tf.data.Dataset:
+  """Batches of `_vocabulary_ids`' ids (as a sparse feature) and labels."""
 
   def to_features(batch_ids: tf.Tensor,
                   batch_labels: tf.Tensor) -> Tuple[Dict[str, Any], tf.Tensor]:
     sparse = tf.RaggedTensor.from_tensor(batch_ids).to_sparse()
     return {VOCABULARY_FEATURE: sparse}, batch_labels
 
-  return (tf.data.Dataset.from_tensor_slices((ids, labels))
+  return (tf.data.Dataset.from_tensor_slices(_vocabulary_ids(case))
           .batch(case['batch_size'], drop_remainder=True).map(to_features))
 
 
@@ -535,3 +539,70 @@ def run_vocabulary_case(case: Mapping[str, Any]) -> Dict[str, Any]:
       loop.BatchPreparer(resolved.id_mapper(), []))
   iterator = materialize(dataset, case['num_batches'])
   return _train_and_time(case, resolved, iterator, [])
+
+
+def _kernel_steps(batches: List[np.ndarray], dimension: int,
+                  kernel: Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
+                  ) -> StepsFn:
+  """`run(_, num_steps)`: `kernel(ids, grads)` on one batch of ids (with
+  fixed random gradients) per step, the batches in turn; the sum of the
+  kernel's outputs is returned, so none is pruned."""
+  ids = tf.ragged.constant(batches, dtype=tf.int64)
+  grads = tf.RaggedTensor.from_row_splits(
+      tf.random.stateless_uniform([int(ids.values.shape[0]), dimension],
+                                  seed=[0, 0], minval=-1e-3, maxval=1e-3),
+      ids.row_splits)
+  position = tf.Variable(0, dtype=tf.int64)
+
+  @tf.function(autograph=False)
+  def run_steps(num_steps: tf.Tensor) -> tf.Tensor:
+    def step(i: tf.Tensor, total: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
+      batch = position.assign_add(1) % len(batches)
+      return i + 1, total + kernel(ids[batch], grads[batch])
+    return tf.while_loop(lambda i, _: i < num_steps, step,
+                         [tf.constant(0, tf.int64), tf.constant(0.0)])[1]
+
+  return lambda _, num_steps: run_steps(tf.constant(num_steps, tf.int64))
+
+
+def run_sparse_kernel_case(case: Mapping[str, Any]) -> Dict[str, Any]:
+  """TensorFlow's sparse kernels alone, on the vocabulary cases' batches of
+  ids: what the two table accesses of a step cost at each table size, before
+  any gradient or model.
+
+  * `lookup`: `SparseSegmentMean`, each batch row's ids combined, as this
+    product's forward pass does it.
+  * `update_all_ids`: the fused sparse Adagrad kernel on each batch's ids as
+    they come (duplicates applied in turn).
+  * `update_distinct_rows`: the same on the batch's distinct rows, sorted: the
+    rows this product's Adagrad updates (duplicates summed first).
+  """
+  ids, _ = _vocabulary_ids(case)
+  batches = list(ids.reshape(case['num_batches'], -1))
+  shape = [case['vocabulary_size'], case['dimension']]
+  table = tf.Variable(tf.random.stateless_uniform(shape, seed=[1, 0],
+                                                  minval=-0.05, maxval=0.05))
+  accumulator = tf.Variable(tf.fill(shape, 0.1))
+  rows_of_ids = tf.constant(np.repeat(np.arange(case['batch_size']),
+                                      case['ids_per_row']))
+
+  def lookup(batch_ids: tf.Tensor, _) -> tf.Tensor:
+    return tf.reduce_sum(tf.sparse.segment_mean(
+        table, batch_ids, rows_of_ids, num_segments=case['batch_size'])[0])
+
+  def update(batch_ids: tf.Tensor, grads: tf.Tensor) -> tf.Tensor:
+    tf.raw_ops.ResourceSparseApplyAdagrad(
+        var=table.handle, accum=accumulator.handle,
+        lr=tf.constant(LEARNING_RATES['adagrad']), grad=grads,
+        indices=batch_ids, use_locking=False)
+    return tf.constant(0.0)
+
+  result = {}
+  for name, kernel, per_batch in (
+      ('lookup', lookup, batches),
+      ('update_all_ids', update, batches),
+      ('update_distinct_rows', update, [np.unique(b) for b in batches])):
+    run = _kernel_steps(per_batch, case['dimension'], kernel)
+    result[name] = time_steps(run, None, case['batch_size'], case)
+    result[name]['ids_per_step'] = float(np.mean([len(b) for b in per_batch]))
+  return result

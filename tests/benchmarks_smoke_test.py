@@ -40,6 +40,10 @@ def _check_result(result):
   elif kind == 'input_movies':
     assert _sane_summary(result['examples_per_second']), result
     assert _sane_summary(result['streaming_examples_per_second']), result
+  elif kind == 'sparse_kernel':
+    for name in report.SPARSE_KERNELS:
+      assert _sane_summary(result[name]['step_ms']), result
+      assert result[name]['ids_per_step'] > 0, result
   elif kind == 'stats':
     assert _sane_summary(result['seconds']), result
     assert _sane_summary(result['examples_per_second']), result
@@ -186,3 +190,41 @@ def test_report_separates_table_size_from_id_spread():
   text = '\n'.join(report._same_ids_line(data, analysis, 'adagrad',  # pylint: disable=protected-access
                                          [100, 10_000]))
   assert 'takes 2.10 (2.10–2.10) ms/step, 1.05× the 100-row' in text
+
+
+def test_sparse_kernels_are_timed_on_the_vocabulary_batches():
+  case = {'kind': 'sparse_kernel', 'vocabulary_size': 50, 'dimension': 4,
+          'batch_size': 8, 'ids_per_row': 5, 'num_batches': 2, 'reps': 2,
+          'warmup_steps': 1, 'rep_seconds': 0.01, 'min_steps': 2,
+          'max_steps': 4}
+  result = training_bench.run_sparse_kernel_case(case)
+  ids, _ = training_bench._vocabulary_ids(case)  # pylint: disable=protected-access
+  distinct = np.mean([len(np.unique(b)) for b in ids.reshape(2, -1)])
+  assert result['lookup']['ids_per_step'] == 40
+  assert result['update_all_ids']['ids_per_step'] == 40
+  assert result['update_distinct_rows']['ids_per_step'] == distinct < 40
+  for name in report.SPARSE_KERNELS:
+    assert _sane_summary(result[name]['step_ms'])
+
+
+def test_report_sets_kernel_growth_beside_the_step():
+  def kernel(size, lookup_ms, update_ms):
+    return {'case': {'kind': 'sparse_kernel', 'vocabulary_size': size},
+            'lookup': {'step_ms': _summary(lookup_ms), 'ids_per_step': 10},
+            'update_all_ids': {'step_ms': _summary(9.0), 'ids_per_step': 10},
+            'update_distinct_rows': {'step_ms': _summary(update_ms),
+                                     'ids_per_step': 8}}
+
+  def step(size, step_ms):
+    return {'case': {'kind': 'train_vocab', 'route': 'product',
+                     'optimizer': 'adagrad', 'vocabulary_size': size},
+            'step_ms': _summary(step_ms)}
+
+  data = {'results': [kernel(100, 0.5, 1.0), kernel(10_000, 1.0, 2.0),
+                      step(100, 4.0), step(10_000, 6.0)]}
+  analysis = report.analyze(data)
+  assert report.kernel_growth_ms(analysis) == {
+      'kernels': 1.5, 'step': 2.0, 'allowance': 0.8}
+  text = '\n'.join(report._sparse_kernel_lines(analysis))  # pylint: disable=protected-access
+  assert '| 10,000 | 1.00 (1.00–1.00) (10 ids) |' in text
+  assert 'grow by 1.50 ms together' in text and 'allow 0.80 ms' in text

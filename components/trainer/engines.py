@@ -25,6 +25,7 @@ import tensorflow as tf
 from absl import logging
 
 from components.embedding import memory
+from components.trainer import sparsecore_layouts
 
 AUTO = 'auto'
 V0, V1, V2 = memory.ENGINE_V0, memory.ENGINE_V1, memory.ENGINE_V2
@@ -376,4 +377,8 @@ def embedding_arguments(engine: str, feature_config: Mapping[str, Any],
 def build_embedding(engine: str, *args: Any, **kwargs: Any) -> Any:
   """Builds the engine's TF object (under a ``TPUStrategy`` scope)."""
   class_name, arguments = embedding_arguments(engine, *args, **kwargs)
-  return getattr(tf.tpu.experimental.embedding, class_name)(**arguments)
+  embedding = getattr(tf.tpu.experimental.embedding, class_name)(**arguments)
+  if engine == V2:
+    # Its checkpoints then carry what serving needs to unstack its tables.
+    sparsecore_layouts.record_for_serving(embedding)
+  return embedding

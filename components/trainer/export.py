@@ -20,11 +20,14 @@ from typing import Any, ContextManager, Dict, List, Mapping, Optional
 import tensorflow as tf
 from absl import logging
 from tensorboard.plugins import projector
+from tensorflow.python.tpu import tpu_embedding_v3_utils
 
 from components.embedding import cpu_embedding
 from components.trainer import autograph_rules
 from components.trainer import backends
 from components.trainer import serving_input
+from components.trainer import sparsecore_layouts
+from components.trainer import warm_start_state
 
 SERVING_SIGNATURE = 'serving_default'
 PROJECTOR_DIR = 'projector'
@@ -127,10 +130,33 @@ def restore_tables(feature_config: Mapping[str, Any],
   embedding = cpu_embedding.CpuEmbedding(
       serving_feature_config(feature_config), optimizer=None,
       validate_ids=False)
+  # Restored before it is built: the variables are created from the
+  # checkpoint, and a SparseCore (V2) checkpoint's stacked tables are split
+  # into one table each by their recorded layouts (``sparsecore_layouts``).
+  status = tf.train.Checkpoint(embedding=embedding).restore(checkpoint_path)
   embedding.build()
-  tf.train.Checkpoint(embedding=embedding).restore(
-      checkpoint_path).expect_partial().assert_existing_objects_matched()
+  status.expect_partial()
+  _check_tables_in_checkpoint(
+      [table.name for table in embedding.embedding_tables], checkpoint_path)
   return embedding
+
+
+def _check_tables_in_checkpoint(tables: List[str],
+                                checkpoint_path: str) -> None:
+  """Raises unless every table has a value in the checkpoint: its own, or
+  its stack's with a recorded SparseCore layout."""
+  reader = tf.train.load_checkpoint(checkpoint_path)
+  stacked = sparsecore_layouts.stacked_tables_in(
+      reader, warm_start_state.checkpoint_key(
+          tpu_embedding_v3_utils.SPARSECORE_LAYOUTS_CHECKPOINT_KEY))
+  missing = [
+      table for table in tables if not reader.has_tensor(
+          warm_start_state.checkpoint_key(stacked.get(table, table)))]
+  if missing:
+    raise ValueError(
+        f'The checkpoint {checkpoint_path} holds no values for the tables '
+        f'{missing}: it was not written by this spec\'s training (or a '
+        'SparseCore checkpoint lacks its table layouts).')
 
 
 def export_serving_model(export_dir: str, embedding: Any, model: Any,

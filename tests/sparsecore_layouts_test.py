@@ -12,6 +12,7 @@ import tensorflow as tf
 from tensorflow.python.tpu import tpu_embedding_v3_utils
 from tensorflow.python.trackable import base as trackable_base
 
+from components.trainer import backends
 from components.trainer import engines
 from components.trainer import export
 from components.trainer import sparsecore_layouts
@@ -102,6 +103,26 @@ def test_v2_checkpoint_restores_one_table_each(tmp_path):
   ids = {'a': [49, 0], 'b': [69, 5], 'c': [29, 8]}
   looked_up = tables({name: tf.constant(rows, tf.int64)
                       for name, rows in ids.items()})
+  for name, rows in ids.items():
+    np.testing.assert_array_equal(looked_up[name], values[name][rows])
+
+
+def test_the_training_path_check_reads_the_same_tables(tmp_path):
+  """`verify` restores the training backend's embedding (with an optimizer)
+  before its first lookup: the stacked tables are split there too."""
+  rng = np.random.default_rng(1)
+  values = {name: rng.normal(size=t[:2]).astype(np.float32)
+            for name, t in TABLES.items()}
+  stand_in = _V2StandIn()
+  sparsecore_layouts.record_for_serving(stand_in)
+  stand_in.track_stacks(_stacked(values))
+  path = tf.train.Checkpoint(embedding=stand_in).save(str(tmp_path / 'ckpt'))
+  backend = backends.CpuBackend(_feature_config(), _embedding.Adagrad(0.1))
+  tf.train.Checkpoint(embedding=backend.embedding).restore(
+      path).expect_partial()
+  ids = {'a': [3, 41], 'b': [64, 1], 'c': [0, 17]}
+  looked_up = backend.embedding({name: tf.constant(rows, tf.int64)
+                                 for name, rows in ids.items()})
   for name, rows in ids.items():
     np.testing.assert_array_equal(looked_up[name], values[name][rows])
 

@@ -17,16 +17,16 @@ from components.trainer import engines
 from components.trainer import export
 from components.trainer import sparsecore_layouts
 
-NUM_SPARSE_CORES = 8  # 2 chips x 4 SparseCores.
+NUM_SPARSE_CORES = 16  # 4 chips x 4 SparseCores.
 _embedding = tf.tpu.experimental.embedding
 
 # name: (rows, dim, padded rows, padded dim, stack, offset, rotation). Rows
-# are padded to a multiple of 8 x 8 SparseCores, widths to a multiple of 8;
+# are padded to a multiple of 8 x 16 SparseCores, widths to a multiple of 8;
 # 'a' and 'b' share a width and so a stack, 'b' rotated by one chip's cores.
 TABLES = {
-    'a': (50, 6, 64, 8, 'a_b', 0, 0),
-    'b': (70, 6, 128, 8, 'a_b', 64, 4),
-    'c': (30, 16, 64, 16, 'c', 0, 0),
+    'a': (50, 6, 128, 8, 'a_b', 0, 0),
+    'b': (170, 6, 256, 8, 'a_b', 128, 4),
+    'c': (30, 16, 128, 16, 'c', 0, 0),
 }
 
 
@@ -84,15 +84,21 @@ def _feature_config(names=tuple(TABLES)):
       name=name) for name in names}
 
 
-def test_v2_checkpoint_restores_one_table_each(tmp_path):
-  rng = np.random.default_rng(0)
+def _v2_checkpoint(tmp_path, seed):
+  """A checkpoint as a V2 training writes it, with the layouts recorded;
+  the tables' values."""
+  rng = np.random.default_rng(seed)
   values = {name: rng.normal(size=t[:2]).astype(np.float32)
             for name, t in TABLES.items()}
   stand_in = _V2StandIn()
   sparsecore_layouts.record_for_serving(stand_in)
   stand_in.track_stacks(_stacked(values))
-  path = tf.train.Checkpoint(embedding=stand_in).save(str(tmp_path / 'ckpt'))
+  return (tf.train.Checkpoint(embedding=stand_in).save(str(tmp_path / 'ckpt')),
+          values)
 
+
+def test_v2_checkpoint_restores_one_table_each(tmp_path):
+  path, values = _v2_checkpoint(tmp_path, seed=0)
   tables = export.restore_tables(_feature_config(), path)
   restored = {table.name: variable.numpy()
               for table, variable in tables.embedding_tables.items()}
@@ -100,7 +106,7 @@ def test_v2_checkpoint_restores_one_table_each(tmp_path):
   for name, value in values.items():
     np.testing.assert_array_equal(restored[name], value, err_msg=name)
   # The serving lookups read the restored rows.
-  ids = {'a': [49, 0], 'b': [69, 5], 'c': [29, 8]}
+  ids = {'a': [49, 0], 'b': [169, 5], 'c': [29, 8]}
   looked_up = tables({name: tf.constant(rows, tf.int64)
                       for name, rows in ids.items()})
   for name, rows in ids.items():
@@ -110,17 +116,11 @@ def test_v2_checkpoint_restores_one_table_each(tmp_path):
 def test_the_training_path_check_reads_the_same_tables(tmp_path):
   """`verify` restores the training backend's embedding (with an optimizer)
   before its first lookup: the stacked tables are split there too."""
-  rng = np.random.default_rng(1)
-  values = {name: rng.normal(size=t[:2]).astype(np.float32)
-            for name, t in TABLES.items()}
-  stand_in = _V2StandIn()
-  sparsecore_layouts.record_for_serving(stand_in)
-  stand_in.track_stacks(_stacked(values))
-  path = tf.train.Checkpoint(embedding=stand_in).save(str(tmp_path / 'ckpt'))
+  path, values = _v2_checkpoint(tmp_path, seed=1)
   backend = backends.CpuBackend(_feature_config(), _embedding.Adagrad(0.1))
   tf.train.Checkpoint(embedding=backend.embedding).restore(
       path).expect_partial()
-  ids = {'a': [3, 41], 'b': [64, 1], 'c': [0, 17]}
+  ids = {'a': [3, 41], 'b': [164, 1], 'c': [0, 17]}
   looked_up = backend.embedding({name: tf.constant(rows, tf.int64)
                                  for name, rows in ids.items()})
   for name, rows in ids.items():
@@ -131,19 +131,19 @@ def test_layouts_are_read_from_the_stacking():
   layouts = {layout.table_name: layout for layout in
              sparsecore_layouts.layouts_of(_V2StandIn())}
   assert layouts['b'] == sparsecore_layouts.TableLayout(
-      table_name='b', stacked_table_name='a_b', shape=(70, 6),
-      padded_shape=(128, 8), stack_row_offset=64, rotation=4)
-  proto = sparsecore_layouts.to_proto(list(layouts.values()),
-                                      NUM_SPARSE_CORES)
+      table_name='b', stacked_table_name='a_b', shape=(170, 6),
+      padded_shape=(256, 8), stack_row_offset=128, rotation=4,
+      num_sparse_cores=NUM_SPARSE_CORES)
+  proto = sparsecore_layouts.to_proto(list(layouts.values()))
   (b,) = [t for t in proto.tables if t.table_name == 'b']
   assert (b.sparse_core_shard_row_offset, b.total_rows_per_sparse_core_shard,
-          list(b.unsharded_padded_shape)) == (8, 24, [128, 8])
+          list(b.unsharded_padded_shape)) == (8, 24, [256, 8])
 
 
 def test_misaligned_layouts_are_refused():
-  layout = sparsecore_layouts.TableLayout('t', 't', (10, 8), (12, 8), 0, 0)
-  with pytest.raises(ValueError, match='multiples of the 8 SparseCores'):
-    sparsecore_layouts.to_proto([layout], NUM_SPARSE_CORES)
+  with pytest.raises(ValueError, match='multiples of the 16 SparseCores'):
+    sparsecore_layouts.TableLayout('t', 't', (10, 8), (12, 8), 0, 0,
+                                   NUM_SPARSE_CORES)
 
 
 def test_a_version_that_records_layouts_itself_is_left_alone():
@@ -183,3 +183,28 @@ def test_the_trainer_builds_v2_with_its_layouts_recorded(monkeypatch):
                                  16) is built[0]
   assert (tpu_embedding_v3_utils.SPARSECORE_LAYOUTS_CHECKPOINT_KEY in
           built[0]._trackable_children())  # pylint: disable=protected-access
+
+
+def test_stack_places_rows_as_v2_and_unstack_takes_them_back():
+  rng = np.random.default_rng(2)
+  values = {name: rng.normal(size=t[:2]).astype(np.float32)
+            for name, t in TABLES.items()}
+  expected = _stacked(values)
+  stacks = sparsecore_layouts.by_stack(
+      sparsecore_layouts.layouts_of(_V2StandIn()))
+  assert list(stacks['a_b']) and [l.table_name for l in stacks['a_b']] == [
+      'a', 'b']
+  for stack_name, layouts in stacks.items():
+    stacked = sparsecore_layouts.stack(values, layouts)
+    # The same rows where V2 puts them (the padding differs: zeros here).
+    for layout in layouts:
+      np.testing.assert_array_equal(
+          sparsecore_layouts.unstack(stacked, layout),
+          values[layout.table_name])
+      np.testing.assert_array_equal(
+          sparsecore_layouts.unstack(expected[stack_name], layout),
+          values[layout.table_name])
+    assert stacked.shape == expected[stack_name].shape
+    real = sparsecore_layouts.stack(
+        {name: np.ones_like(v) for name, v in values.items()}, layouts) == 1
+    np.testing.assert_array_equal(stacked[real], expected[stack_name][real])

@@ -7,12 +7,15 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_transform as tft
+from tensorflow.python.tpu import tpu_embedding_v3_utils
+from tensorflow.python.trackable import base as trackable_base
 
 from components import embedding as emb
 from components.embedding import cpu_embedding
 from components.trainer import config as config_lib
 from components.trainer import inputs
 from components.trainer import loop
+from components.trainer import sparsecore_layouts
 from components.trainer import training
 from components.trainer import warm_start
 from components.trainer import warm_start_state as state_lib
@@ -47,8 +50,9 @@ def _spec(items, oov=2, dim=_DIM, crew=('ann', 'bob', 'cat'), id_buckets=5,
                            optimizer=optimizer or emb.Adagrad(0.1)).resolve()
 
 
-def _base(tmp_path, resolved):
-  """A base model whose every row and slot value is distinct; its arrays."""
+def _distinct_tables(resolved):
+  """A built CpuEmbedding whose every row and slot value is distinct; its
+  arrays by (table, variable)."""
   embedding = cpu_embedding.CpuEmbedding(resolved.compile(_STEP))
   embedding.build()
   arrays = {}
@@ -59,6 +63,12 @@ def _base(tmp_path, resolved):
           variable.shape) + 1000 * (10 * offset + index) + 1)
       variable.assign(value)
       arrays[table.name, name] = value
+  return embedding, arrays
+
+
+def _base(tmp_path, resolved):
+  """A base model whose every row and slot value is distinct; its arrays."""
+  embedding, arrays = _distinct_tables(resolved)
   path = tf.train.Checkpoint(embedding=embedding).write(
       str(tmp_path / 'train' / 'ckpt'))
   state_dir = str(tmp_path / 'base' / state_lib.STATE_DIR)
@@ -347,3 +357,72 @@ def test_token_with_line_break_writes_no_state(tmp_path):
   assert state_lib.save_state(str(tmp_path / 's'), resolved, None, path) is None
   with pytest.raises(ValueError, match='no warm_start/manifest.json'):
     state_lib.BaseModel.load(str(tmp_path / 's'))
+
+
+_SPARSE_CORES = 16
+
+
+def _sparse_core_layouts(embedding):
+  """The tables of `embedding` in one V2 stack over 16 SparseCores: rows
+  padded to 128, widths to 8, each table rotated by 4 from the last."""
+  return [sparsecore_layouts.TableLayout(
+      table_name=table.name, stacked_table_name='stack',
+      shape=(table.vocabulary_size, table.dim), padded_shape=(128, 8),
+      stack_row_offset=128 * index, rotation=4 * index,
+      num_sparse_cores=_SPARSE_CORES)
+          for index, table in enumerate(embedding.tables)]
+
+
+def test_a_v2_model_is_a_base_model(tmp_path):
+  """Its checkpoint holds stacked tables and slots and their layouts; the
+  base model reads each table and slot back."""
+  resolved = _spec(['a', 'b', 'c', 'd'])
+  embedding, arrays = _distinct_tables(resolved)
+  layouts = _sparse_core_layouts(embedding)
+  values = {table: {} for table, _ in arrays}
+  for (table, variable), value in arrays.items():
+    values[table][variable] = value
+  holder = trackable_base.Trackable()
+  for name, value in sparsecore_layouts.stacked_values(values,
+                                                       layouts).items():
+    holder._track_trackable(tf.Variable(value), name)  # pylint: disable=protected-access
+  holder._track_trackable(tpu_embedding_v3_utils.SparseCoreLayoutsTrackable(  # pylint: disable=protected-access
+      tf.constant(sparsecore_layouts.to_proto(layouts).SerializeToString())),
+                          sparsecore_layouts.LAYOUTS_KEY)
+  path = tf.train.Checkpoint(embedding=holder).write(str(tmp_path / 'ckpt'))
+  state_dir = str(tmp_path / 'base' / state_lib.STATE_DIR)
+  assert state_lib.save_state(state_dir, resolved, None, path)
+  base = state_lib.BaseModel.load(str(tmp_path / 'base'))
+  assert 'checkpoint_keys' not in base.tables['items']  # Stacked keys only.
+  for (table, variable), value in arrays.items():
+    np.testing.assert_array_equal(base.values(table, variable), value)
+  remapped, plans = _remap(base, _spec(['d', 'e', 'a']))
+  assert plans['items'].rows.rows_kept == 2
+  np.testing.assert_array_equal(remapped['items', 'accumulators'][0],
+                                arrays['items', 'accumulators'][3])  # d
+
+
+def test_a_v2_run_gets_its_remapped_tables_stacked(tmp_path):
+  """The staged checkpoint holds, under the V2 names, each table and slot
+  where V2 keeps its rows (read back with TensorFlow's own unshuffle)."""
+  resolved = _spec(['a', 'b', 'c', 'd'])
+  staging, arrays = _distinct_tables(resolved)
+
+  class _V2:
+    embedding_layouts = {
+        proto.table_name: proto for proto in sparsecore_layouts.to_proto(
+            _sparse_core_layouts(staging)).tables}
+
+  path = warm_start._write_staged_tables(  # pylint: disable=protected-access
+      staging, _V2(), 'v2', str(tmp_path / 'tables'))
+  reader = tf.train.load_checkpoint(path)
+  for index, table in enumerate(staging.tables):
+    for variable in ('parameters', 'accumulators'):
+      key = state_lib.checkpoint_key(
+          'stack', None if variable == 'parameters' else variable)
+      unshuffled = tpu_embedding_v3_utils.unshuffle_from_sc_to_cpu(
+          tf.constant(reader.get_tensor(key)), _SPARSE_CORES, 8 * index, 8,
+          4 * index).numpy()
+      rows, dim = arrays[table.name, variable].shape
+      np.testing.assert_array_equal(unshuffled[:rows, :dim],
+                                    arrays[table.name, variable])

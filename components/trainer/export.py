@@ -20,13 +20,11 @@ from typing import Any, ContextManager, Dict, List, Mapping, Optional
 import tensorflow as tf
 from absl import logging
 from tensorboard.plugins import projector
-from tensorflow.python.tpu import tpu_embedding_v3_utils
 
 from components.embedding import cpu_embedding
 from components.trainer import autograph_rules
 from components.trainer import backends
 from components.trainer import serving_input
-from components.trainer import sparsecore_layouts
 from components.trainer import warm_start_state
 
 SERVING_SIGNATURE = 'serving_default'
@@ -146,12 +144,10 @@ def _check_tables_in_checkpoint(tables: List[str],
   """Raises unless every table has a value in the checkpoint: its own, or
   its stack's with a recorded SparseCore layout."""
   reader = tf.train.load_checkpoint(checkpoint_path)
-  stacked = sparsecore_layouts.stacked_tables_in(
-      reader, warm_start_state.checkpoint_key(
-          tpu_embedding_v3_utils.SPARSECORE_LAYOUTS_CHECKPOINT_KEY))
-  missing = [
-      table for table in tables if not reader.has_tensor(
-          warm_start_state.checkpoint_key(stacked.get(table, table)))]
+  stored = {table: layout.stacked_table_name for table, layout in
+            warm_start_state.sparse_core_layouts(reader).items()}
+  missing = [table for table in tables if not reader.has_tensor(
+      warm_start_state.checkpoint_key(stored.get(table, table)))]
   if missing:
     raise ValueError(
         f'The checkpoint {checkpoint_path} holds no values for the tables '

@@ -19,9 +19,11 @@ optimizer's slots is a mismatch: an error naming the table by default; with
 ``TrainingConfig.warm_start_on_mismatch='fresh'`` such a table starts fresh
 (dimension, kind) or keeps its rows with fresh slots (optimizer), logged.
 
-The remapped tables go through a checkpoint in the layout the CPU and TPU V1
-paths share, read into the run's embedding before step 0 (deferred
-restoration: on a TPU the variables are loaded when the embedding is built).
+The remapped tables go through a checkpoint in the run's layout (one variable
+per table as the CPU, V0 and V1 paths keep them, or V2's stacked SparseCore
+variables: ``sparsecore_layouts``), read into the run's embedding before step
+0 (deferred restoration: on a TPU the variables are loaded when the embedding
+is built). A V2 base model's stacked tables are split the same way.
 The dense model is restored when its variables (names and shapes) match the
 base's, else refused with what changed (``warm_start_dense=False``: tables
 only); its optimizer starts fresh.
@@ -40,6 +42,7 @@ import tensorflow as tf
 from absl import logging
 
 from components.embedding import cpu_embedding
+from components.trainer import sparsecore_layouts
 from components.trainer import warm_start_state as state_lib
 
 ON_MISMATCH = ('error', 'fresh')
@@ -181,6 +184,19 @@ def _staging_embedding(feature_config: Mapping[str, Any]) -> Any:
   staging = cpu_embedding.CpuEmbedding(feature_config, validate_ids=False)
   staging.build()
   return staging
+
+
+def _write_staged_tables(staging: Any, embedding: Any, engine: str,
+                         path: str) -> str:
+  """Writes the remapped tables and slots in the layout of the run's
+  embedding; returns the checkpoint's path."""
+  if engine != 'v2':
+    return tf.train.Checkpoint(embedding=staging).write(path)
+  values = {table.name: {name: variable.numpy() for name, variable in
+                         staging._table_variables(table).items()}  # pylint: disable=protected-access
+            for table in staging.tables}
+  return sparsecore_layouts.write_stacked_checkpoint(
+      values, sparsecore_layouts.layouts_of(embedding), path)
 
 
 def remap_tables(base: state_lib.BaseModel, feature_config: Mapping[str, Any],
@@ -340,8 +356,7 @@ def apply(base_uri: str, embedding: Any, model: Any, resolved: Any,
     new_rows: ``warm_start_state.table_rows`` of this run.
     run_dir: the remapped tables are staged under ``run_dir/warm_start``.
     log_dir: TensorBoard folder for the ``warm_start/`` scalars.
-    engine: 'cpu', 'v0', 'v1' or 'v2'; v2 (stacked SparseCore tables) is
-      refused.
+    engine: 'cpu', 'v0', 'v1' or 'v2' (stacked SparseCore tables).
     warm_start_dense: restore the dense model too.
     on_mismatch: 'error' or 'fresh' (see the module doc).
     sample_batches: training batches for the warm-id share (the first
@@ -355,15 +370,11 @@ def apply(base_uri: str, embedding: Any, model: Any, resolved: Any,
   if on_mismatch not in ON_MISMATCH:
     raise ValueError(f'warm_start_on_mismatch must be one of {ON_MISMATCH}, '
                      f'got {on_mismatch!r}.')
-  if engine == 'v2':
-    raise NotImplementedError(
-        'Warm start on engine v2 (SparseCore, stacked tables) is not '
-        'supported; force embedding_engine="v1" or "v0", or train cold.')
   base = state_lib.BaseModel.load(base_uri)
   staging, plans = remap_tables(base, feature_config, new_rows, on_mismatch)
   staging_dir = os.path.join(run_dir, STAGING_DIR)
-  path = tf.train.Checkpoint(embedding=staging).write(
-      os.path.join(staging_dir, 'tables'))
+  path = _write_staged_tables(staging, embedding, engine,
+                              os.path.join(staging_dir, 'tables'))
   # Deferred restoration: variables not yet built get these values when
   # they are, and a TPU engine loads them onto the TPU then.
   tf.train.Checkpoint(embedding=embedding).read(path).expect_partial()

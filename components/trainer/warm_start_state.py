@@ -3,13 +3,15 @@
 Under the Model artifact, ``warm_start/`` holds:
 
 * ``checkpoint/ckpt.*``: a copy of the run's final training checkpoint (the
-  tables with their optimizer slots and the dense model, in the layout the CPU
-  and TPU V1 paths share);
+  tables with their optimizer slots and the dense model; one variable per
+  table as the CPU, V0 and V1 paths save them, or V2's stacked variables);
 * ``vocabularies/<table>.txt``: the token of each vocabulary row of a table,
   one per line, in row order (the OOV buckets follow them);
 * ``manifest.json``: per table its rows, dimension, kind ('vocabulary',
   'identity' or 'unknown'), OOV buckets, optimizer and slot names and
-  checkpoint keys; the dense model's variables and their shapes.
+  checkpoint keys (under ``stacked``, with its SparseCore layout, for a table
+  of a V2 stack: ``sparsecore_layouts``); the dense model's variables and
+  their shapes.
 
 ``BaseModel.load`` reads it back, for ``warm_start.apply``.
 """
@@ -25,6 +27,7 @@ from absl import logging
 
 from components.embedding import categorical
 from components.embedding import ids
+from components.trainer import sparsecore_layouts
 
 STATE_DIR = 'warm_start'
 MANIFEST_FILE = 'manifest.json'
@@ -34,6 +37,7 @@ FORMAT_VERSION = 1
 KIND_VOCABULARY = ids.ROWS_VOCABULARY
 KIND_IDENTITY = ids.ROWS_IDENTITY
 KIND_UNKNOWN = 'unknown'
+STACKED_KEY = 'stacked'
 _VOCABULARY_KINDS = (categorical.TransformVocabularyColumn.KIND,
                      categorical.VocabularyListColumn.KIND,
                      categorical.VocabularyFileColumn.KIND)
@@ -131,6 +135,13 @@ def checkpoint_key(table: str, slot: Optional[str] = None) -> str:
   return f"embedding/{name.replace('.', '..').replace('/', '.S')}/{_VALUE}"
 
 
+def sparse_core_layouts(reader: Any) -> Dict[str, sparsecore_layouts.TableLayout]:
+  """{table: layout} of the tables a V2 (SparseCore) checkpoint holds stacked;
+  empty for other checkpoints (``reader``: ``tf.train.load_checkpoint``)."""
+  return sparsecore_layouts.layouts_in(
+      reader, checkpoint_key(sparsecore_layouts.LAYOUTS_KEY))
+
+
 def dense_variable_shapes(checkpoint_path: str) -> Dict[str, List[int]]:
   """The dense model's variables (not its optimizer slots) and their shapes."""
   return {
@@ -165,29 +176,37 @@ def save_state(state_dir: str, resolved: Any, transform_output: Any,
   """Writes ``state_dir`` (see the module doc) from a final checkpoint.
 
   Returns the manifest's path, or None (logged) when the checkpoint lacks a
-  table in the shared layout (an engine whose layout differs, such as v2's
-  stacked tables) or a token holds a line break: that model cannot be a
-  base model (``BaseModel.load`` says so).
+  table or one of its slots (neither its own variable nor, with a recorded
+  SparseCore layout, its stack's) or a token holds a line break: that model
+  cannot be a base model (``BaseModel.load`` says so).
   """
-  available = {name for name, _ in tf.train.list_variables(checkpoint_path)}
+  reader = tf.train.load_checkpoint(checkpoint_path)
+  stacked = sparse_core_layouts(reader)
   rows = table_rows(resolved, transform_output)
   optimizer = resolved.compile_optimizer(tf.Variable(0, dtype=tf.int64))
   slots = list(optimizer._slot_names())  # pylint: disable=protected-access
   tables = {}
   for name, table in resolved.tables.items():
-    keys = {'parameters': checkpoint_key(name)}
-    keys.update({slot: checkpoint_key(name, slot) for slot in slots})
-    missing = sorted(k for k in keys.values() if k not in available)
+    layout = stacked.get(name)
+    stored = layout.stacked_table_name if layout else name
+    keys = {'parameters': checkpoint_key(stored)}
+    keys.update({slot: checkpoint_key(stored, slot) for slot in slots})
+    missing = sorted(k for k in keys.values() if not reader.has_tensor(k))
     if missing:
       logging.warning('No warm-start state written: the checkpoint %s lacks '
-                      '%s of table %r (an engine with another table layout).',
-                      checkpoint_path, missing, name)
+                      '%s of table %r.', checkpoint_path, missing, name)
       return None
     entry = dict(rows=table.vocabulary_size, dim=table.dimension,
                  kind=rows[name].kind,
                  num_oov_buckets=rows[name].num_oov_buckets,
-                 optimizer=type(resolved.optimizer).__name__,
-                 slots=slots, checkpoint_keys=keys)
+                 optimizer=type(resolved.optimizer).__name__, slots=slots)
+    if layout:
+      # Another key than own-layout tables', so that a reader unaware of
+      # stacks fails rather than reads a stack as the table.
+      entry[STACKED_KEY] = dict(checkpoint_keys=keys,
+                                layout=dataclasses.asdict(layout))
+    else:
+      entry['checkpoint_keys'] = keys
     if rows[name].kind == KIND_VOCABULARY:
       token = _line_break_token(rows[name].tokens)
       if token is not None:
@@ -239,9 +258,10 @@ class BaseModel:
         return cls(state_dir, manifest)
     raise ValueError(
         f'Base model {uri} has no {STATE_DIR}/{MANIFEST_FILE}: it was not '
-        'trained by TpuEmbeddingTrainer with warm-start state (or on an '
-        'engine whose table layout has none, such as v2). Train it again, or '
-        'start cold without base_model.')
+        'trained by TpuEmbeddingTrainer with warm-start state (or its '
+        'checkpoint lacked a table, as a V2 checkpoint without its '
+        'SparseCore layouts does). Train it again, or start cold without '
+        'base_model.')
 
   @property
   def tables(self) -> Mapping[str, Mapping[str, Any]]:
@@ -260,4 +280,10 @@ class BaseModel:
 
   def values(self, table: str, variable: str = 'parameters') -> np.ndarray:
     """The base table ('parameters') or one of its slots, as numpy."""
-    return self._reader.get_tensor(self.tables[table]['checkpoint_keys'][variable])
+    entry = self.tables[table]
+    if STACKED_KEY not in entry:
+      return self._reader.get_tensor(entry['checkpoint_keys'][variable])
+    stacked = entry[STACKED_KEY]
+    return sparsecore_layouts.unstack(
+        self._reader.get_tensor(stacked['checkpoint_keys'][variable]),
+        sparsecore_layouts.TableLayout(**stacked['layout']))

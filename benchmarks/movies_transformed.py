@@ -12,9 +12,9 @@ spec).
 
 Not the pipeline's components themselves, whose runs on the DirectRunner take
 minutes: the examples are encoded by tfx-bsl's C++ encoder rather than one
-proto object per row, and Transform runs in its TF1 compatibility mode, which takes half
-the CPU time of its TF2 mode here. The ids are the same in both modes; a
-z-scored float may differ in its last bit.
+proto object per row, and Transform runs in its TF1 compatibility mode, which
+takes half the CPU time of its TF2 mode here. The ids are the same in both
+modes; a z-scored float may differ in its last bit.
 """
 
 import itertools

@@ -591,11 +591,12 @@ def run_sparse_kernel_case(case: Mapping[str, Any]) -> Dict[str, Any]:
         table, batch_ids, rows_of_ids, num_segments=case['batch_size'])[0])
 
   def update(batch_ids: tf.Tensor, grads: tf.Tensor) -> tf.Tensor:
-    tf.raw_ops.ResourceSparseApplyAdagrad(
+    applied = tf.raw_ops.ResourceSparseApplyAdagrad(
         var=table.handle, accum=accumulator.handle,
         lr=tf.constant(LEARNING_RATES['adagrad']), grad=grads,
         indices=batch_ids, use_locking=False)
-    return tf.constant(0.0)
+    with tf.control_dependencies([applied]):
+      return tf.constant(0.0)
 
   result = {}
   for name, kernel, per_batch in (

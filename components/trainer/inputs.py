@@ -102,19 +102,16 @@ def make_dataset(files: List[str],
     records = records.shard(input_context.num_input_pipelines,
                             input_context.input_pipeline_id)
   parse = _parser(feature_spec, label_key, label_fn)
+  finish = prepare or (lambda features, labels: (features, labels))
   if training and in_memory:
-    return _in_memory_batches(records, parse, prepare, batch_size, seed,
+    return _in_memory_batches(records, parse, finish, batch_size, seed,
                               drop_remainder)
   if training:
     records = records.shuffle(shuffle_buffer, seed=seed,
                               reshuffle_each_iteration=True).repeat()
-
-  def parse_batch(serialized: tf.Tensor) -> Any:
-    features, labels = parse(serialized)
-    return (features, labels) if prepare is None else prepare(features, labels)
-
   return records.batch(batch_size, drop_remainder=drop_remainder).map(
-      parse_batch, num_parallel_calls=tf.data.AUTOTUNE,
+      lambda serialized: finish(*parse(serialized)),
+      num_parallel_calls=tf.data.AUTOTUNE,
       deterministic=True).prefetch(tf.data.AUTOTUNE)
 
 
@@ -140,10 +137,11 @@ _READ_CHUNK = 65_536
 
 def _in_memory_batches(records: tf.data.Dataset,
                        parse: Callable[[tf.Tensor], Tuple[Features, tf.Tensor]],
-                       prepare: Optional[Callable[[Features, tf.Tensor], Any]],
+                       finish: Callable[[Features, tf.Tensor], Any],
                        batch_size: int, seed: Optional[int],
                        drop_remainder: bool) -> tf.data.Dataset:
-  """Training batches gathered from all records, parsed once in memory.
+  """Training batches gathered from all records, parsed once in memory;
+  ``finish(features, labels)`` makes each batch.
 
   Every epoch is one seeded permutation of all the examples (a full
   shuffle; the streamed path shuffles within its buffer). A batch gathers
@@ -162,11 +160,8 @@ def _in_memory_batches(records: tf.data.Dataset,
   count = int(tf.shape(labels)[0])
 
   def gather(rows: tf.Tensor) -> Any:
-    batch = {key: tf.gather(value, rows) for key, value in features.items()}
-    batch_labels = tf.gather(labels, rows)
-    if prepare is None:
-      return batch, batch_labels
-    return prepare(batch, batch_labels)
+    return finish({key: tf.gather(value, rows)
+                   for key, value in features.items()}, tf.gather(labels, rows))
 
   return (tf.data.Dataset.range(count)
           .shuffle(count, seed=seed, reshuffle_each_iteration=True).repeat()

@@ -36,8 +36,7 @@ RESUME_DIR = 'resume'
 
 def fingerprint(input_uris: Mapping[str, List[str]],
                 properties: Mapping[str, Any]) -> str:
-  """A short hash of the inputs' URIs and the properties (None ones left out).
-  """
+  """A short hash of the inputs' URIs and the (non-None) properties."""
   payload = json.dumps({
       'inputs': {key: sorted(uris) for key, uris in input_uris.items()},
       'properties': {key: value for key, value in properties.items()

@@ -39,6 +39,9 @@ def training_path_outputs(raw_examples: List[bytes], resolved: Any,
   global_step = tf.Variable(0, dtype=tf.int64, trainable=False)
   backend = backends.CpuBackend(resolved.compile(global_step),
                                 resolved.compile_optimizer(global_step))
+  # Restored before the embedding's first lookup builds its tables: a
+  # SparseCore (V2) checkpoint's stacked tables are then split by their
+  # recorded layouts, as in ``export.restore_tables``.
   tf.train.Checkpoint(embedding=backend.embedding, model=model).restore(
       checkpoint).expect_partial()
   raw_spec = transform_output.raw_feature_spec()

@@ -37,6 +37,7 @@ import tf_keras
 
 from benchmarks import measure
 from components import embedding as emb
+from components.embedding import native_kernels
 from components.trainer import backends
 from components.trainer import config as config_lib
 from components.trainer import health as health_lib
@@ -576,6 +577,9 @@ def run_sparse_kernel_case(case: Mapping[str, Any]) -> Dict[str, Any]:
     they come (duplicates applied in turn).
   * `update_distinct_rows`: the same on the batch's distinct rows, sorted: the
     rows this product's Adagrad updates (duplicates summed first).
+  * `native_lookup`, `native_update_distinct_rows`: the same two with the
+    prefetching kernels of `native_kernels` (the product's CPU path), where
+    they are built.
   """
   ids, _ = _vocabulary_ids(case)
   batches = list(ids.reshape(case['num_batches'], -1))
@@ -588,7 +592,8 @@ def run_sparse_kernel_case(case: Mapping[str, Any]) -> Dict[str, Any]:
 
   def lookup(batch_ids: tf.Tensor, _) -> tf.Tensor:
     return tf.reduce_sum(tf.sparse.segment_mean(
-        table, batch_ids, rows_of_ids, num_segments=case['batch_size'])[0])
+        table.read_value_no_copy(), batch_ids, rows_of_ids,
+        num_segments=case['batch_size'])[0])
 
   def update(batch_ids: tf.Tensor, grads: tf.Tensor) -> tf.Tensor:
     applied = tf.raw_ops.ResourceSparseApplyAdagrad(
@@ -598,11 +603,27 @@ def run_sparse_kernel_case(case: Mapping[str, Any]) -> Dict[str, Any]:
     with tf.control_dependencies([applied]):
       return tf.constant(0.0)
 
+  def native_lookup(batch_ids: tf.Tensor, _) -> tf.Tensor:
+    return tf.reduce_sum(native_kernels.bag_reduce(
+        table.read_value_no_copy(), batch_ids, rows_of_ids,
+        case['batch_size'], 'mean')[0])
+
+  def native_update(batch_ids: tf.Tensor, grads: tf.Tensor) -> tf.Tensor:
+    applied = native_kernels.apply_adagrad(
+        table, accumulator, batch_ids, grads,
+        tf.constant(LEARNING_RATES['adagrad']))
+    with tf.control_dependencies([applied]):
+      return tf.constant(0.0)
+
+  distinct = [np.unique(b) for b in batches]
+  kernels = [('lookup', lookup, batches),
+             ('update_all_ids', update, batches),
+             ('update_distinct_rows', update, distinct)]
+  if native_kernels.library() is not None:
+    kernels += [('native_lookup', native_lookup, batches),
+                ('native_update_distinct_rows', native_update, distinct)]
   result = {}
-  for name, kernel, per_batch in (
-      ('lookup', lookup, batches),
-      ('update_all_ids', update, batches),
-      ('update_distinct_rows', update, [np.unique(b) for b in batches])):
+  for name, kernel, per_batch in kernels:
     run = _kernel_steps(per_batch, case['dimension'], kernel)
     result[name] = time_steps(run, None, case['batch_size'], case)
     result[name]['ids_per_step'] = float(np.mean([len(b) for b in per_batch]))

@@ -19,6 +19,7 @@ from benchmarks import report
 from benchmarks import training_bench
 from components import embedding as emb
 from components.embedding import cpu_embedding
+from components.embedding import native_kernels
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -27,6 +28,13 @@ def _sane_summary(summary):
   return (summary['n'] >= 2 and
           all(measure.is_sane(v) for v in summary['values']) and
           summary['min'] <= summary['median'] <= summary['max'])
+
+
+def _built_kernels():
+  """The kernels the sparse-kernel case times here: the native ones only
+  where they are built (a C++ compiler is on the machine)."""
+  return [name for name in report.SPARSE_KERNELS
+          if native_kernels.library() or not name.startswith('native_')]
 
 
 def _check_result(result):
@@ -41,7 +49,7 @@ def _check_result(result):
     assert _sane_summary(result['examples_per_second']), result
     assert _sane_summary(result['streaming_examples_per_second']), result
   elif kind == 'sparse_kernel':
-    for name in report.SPARSE_KERNELS:
+    for name in _built_kernels():
       assert _sane_summary(result[name]['step_ms']), result
       assert result[name]['ids_per_step'] > 0, result
   elif kind == 'stats':
@@ -203,28 +211,45 @@ def test_sparse_kernels_are_timed_on_the_vocabulary_batches():
   assert result['lookup']['ids_per_step'] == 40
   assert result['update_all_ids']['ids_per_step'] == 40
   assert result['update_distinct_rows']['ids_per_step'] == distinct < 40
-  for name in report.SPARSE_KERNELS:
+  assert result['native_update_distinct_rows']['ids_per_step'] == distinct
+  for name in _built_kernels():
     assert _sane_summary(result[name]['step_ms'])
 
 
 def test_report_sets_kernel_growth_beside_the_step():
-  def kernel(size, lookup_ms, update_ms):
-    return {'case': {'kind': 'sparse_kernel', 'vocabulary_size': size},
-            'lookup': {'step_ms': _summary(lookup_ms), 'ids_per_step': 10},
-            'update_all_ids': {'step_ms': _summary(9.0), 'ids_per_step': 10},
-            'update_distinct_rows': {'step_ms': _summary(update_ms),
-                                     'ids_per_step': 8}}
+  def kernel(size, lookup_ms, update_ms, native_ms=None):
+    result = {
+        'case': {'kind': 'sparse_kernel', 'vocabulary_size': size},
+        'lookup': {'step_ms': _summary(lookup_ms), 'ids_per_step': 10},
+        'update_all_ids': {'step_ms': _summary(9.0), 'ids_per_step': 10},
+        'update_distinct_rows': {'step_ms': _summary(update_ms),
+                                 'ids_per_step': 8}}
+    if native_ms is not None:
+      result['native_lookup'] = {'step_ms': _summary(native_ms),
+                                 'ids_per_step': 10}
+      result['native_update_distinct_rows'] = {
+          'step_ms': _summary(native_ms), 'ids_per_step': 8}
+    return result
 
   def step(size, step_ms):
     return {'case': {'kind': 'train_vocab', 'route': 'product',
                      'optimizer': 'adagrad', 'vocabulary_size': size},
             'step_ms': _summary(step_ms)}
 
-  data = {'results': [kernel(100, 0.5, 1.0), kernel(10_000, 1.0, 2.0),
+  data = {'results': [kernel(100, 0.5, 1.0, 0.25),
+                      kernel(10_000, 1.0, 2.0, 0.5),
                       step(100, 4.0), step(10_000, 6.0)]}
   analysis = report.analyze(data)
   assert report.kernel_growth_ms(analysis) == {
-      'kernels': 1.5, 'step': 2.0, 'allowance': 0.8}
+      'tensorflow': 1.5, 'native': 0.5, 'step': 2.0, 'allowance': 0.8}
   text = '\n'.join(report._sparse_kernel_lines(analysis))  # pylint: disable=protected-access
   assert '| 10,000 | 1.00 (1.00–1.00) (10 ids) |' in text
-  assert 'grow by 1.50 ms together' in text and 'allow 0.80 ms' in text
+  assert 'grow by 1.50 ms together, the native ones by 0.50 ms' in text
+  assert 'allow 0.80 ms' in text
+
+  # Where the native kernels were not built: their columns say n/a.
+  data['results'][1] = kernel(10_000, 1.0, 2.0)
+  analysis = report.analyze(data)
+  assert report.kernel_growth_ms(analysis)['native'] is None
+  text = '\n'.join(report._sparse_kernel_lines(analysis))  # pylint: disable=protected-access
+  assert '| n/a | n/a |' in text and 'native ones' not in text

@@ -245,7 +245,7 @@ def test_train_step_matches_the_plain_implementation(monkeypatch):
   assert not fast.embedding._settings.validate_ids  # pylint: disable=protected-access
   got = _trained_tables(fast, batches)
 
-  monkeypatch.setattr(tpu_update_rules, 'fused_kernel', lambda _: None)
+  monkeypatch.setattr(tpu_update_rules, 'fused_kernel', lambda *_: None)
   tf_keras.utils.set_random_seed(2)
   plain = backends.CpuBackend(_step_config(), E.Adagrad(0.2),
                               validate_ids=True)

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_transform as tft
+from tensorflow.core.protobuf import saved_model_pb2
 from tfx.types import standard_artifacts
 
 from components.trainer import backends
@@ -140,8 +141,8 @@ def exported(transform_run, tmp_path_factory):
   tmp_path = tmp_path_factory.mktemp('executor')
   model, model_run = _run_executor(transform_run, tmp_path,
                                    _config(train_steps=40))
-  serving = tf.saved_model.load(os.path.join(model.uri, 'Format-Serving'))
-  return serving, model_run
+  serving_dir = os.path.join(model.uri, 'Format-Serving')
+  return tf.saved_model.load(serving_dir), model_run, serving_dir
 
 
 def _predict(serving, rows):
@@ -152,7 +153,7 @@ def _predict(serving, rows):
 
 @pytest.mark.slow
 def test_serving_signature_on_raw_examples(exported):
-  serving, model_run = exported
+  serving, model_run, _ = exported
   rows = trainer_fixture.synthetic_rows(6, seed=9)
   for row in rows:
     row.pop(features.LABEL)
@@ -175,7 +176,7 @@ def test_serving_signature_on_raw_examples(exported):
 
 @pytest.mark.slow
 def test_unseen_tokens_share_the_oov_bucket(exported):
-  serving, _ = exported
+  serving, _, _ = exported
   base = trainer_fixture.synthetic_rows(1, seed=3)[0]
   base.pop(features.LABEL)
   unseen_a = dict(base, **{features.CAST: [b'never seen'],
@@ -191,7 +192,7 @@ def test_unseen_tokens_share_the_oov_bucket(exported):
 
 @pytest.mark.slow
 def test_missing_features_equal_empty_lists(exported):
-  serving, _ = exported
+  serving, _, _ = exported
   base = trainer_fixture.synthetic_rows(1, seed=4)[0]
   base.pop(features.LABEL)
   empty = dict(base, **{features.CAST: [], features.WRITER: [],
@@ -203,8 +204,23 @@ def test_missing_features_equal_empty_lists(exported):
 
 
 @pytest.mark.slow
+def test_serving_model_holds_only_tensorflows_ops(exported):
+  """Trained with the native kernels, exported without them: the SavedModel
+  loads wherever TensorFlow does (TF Serving, Vertex AI prediction)."""
+  saved_model = saved_model_pb2.SavedModel()
+  with open(os.path.join(exported[2], 'saved_model.pb'), 'rb') as f:
+    saved_model.ParseFromString(f.read())
+  graph = saved_model.meta_graphs[0].graph_def
+  op_types = {node.op for node in graph.node} | {
+      node.op for function in graph.library.function
+      for node in function.node_def}
+  assert 'ParseExample' in op_types or 'ParseExampleV2' in op_types
+  assert not [op for op in op_types if op.startswith('EmbeddingRows')]
+
+
+@pytest.mark.slow
 def test_projector_files(exported):
-  _, model_run = exported
+  _, model_run, _ = exported
   projector_dir = os.path.join(model_run.uri, 'logs', 'projector')
   assert os.path.exists(os.path.join(projector_dir, 'projector_config.pbtxt'))
   with open(os.path.join(projector_dir, 'crew.tsv')) as f:

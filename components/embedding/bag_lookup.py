@@ -12,11 +12,17 @@ touches are exactly those it looks up.
 
 Weighted bags, sequence features, `output_shape` features and dense inputs keep
 `serving_embedding_lookup` (see `CpuEmbedding`).
+
+With `native=True` the same reduction runs in `native_kernels`' prefetching
+kernel where it is built and the table is on a CPU; its gradient is
+TensorFlow's own for the fused op.
 """
 
 from typing import Any, Callable, Dict, Optional
 
 import tensorflow as tf
+
+from components.embedding import native_kernels
 
 _REDUCERS: Dict[str, Callable[..., tf.Tensor]] = {
     'sum': tf.sparse.segment_sum,
@@ -44,7 +50,8 @@ def is_fused_bag(inputs: Any, weights: Optional[Any], feature: Any) -> bool:
   return False
 
 
-def lookup_bag(table: tf.Variable, inputs: Any, combiner: str) -> tf.Tensor:
+def lookup_bag(table: tf.Variable, inputs: Any, combiner: str,
+               native: bool = False) -> tf.Tensor:
   """Returns `[batch, dim]`: the combined rows of each example of `inputs`.
 
   Args:
@@ -53,6 +60,7 @@ def lookup_bag(table: tf.Variable, inputs: Any, combiner: str) -> tf.Tensor:
       `IdMapper` leave it; column positions are ignored) or a rank-2
       `tf.RaggedTensor` of ids.
     combiner: 'sum', 'mean' or 'sqrtn'.
+    native: whether to use `native_kernels.bag_reduce` where it can run.
   """
   if isinstance(inputs, tf.SparseTensor):
     ids, rows, nrows = (inputs.values, inputs.indices[:, 0],
@@ -62,5 +70,7 @@ def lookup_bag(table: tf.Variable, inputs: Any, combiner: str) -> tf.Tensor:
   # Reading without the copy that copy-on-read variables make for dense reads;
   # `embedding_lookup_sparse` reads its tables the same way.
   read = getattr(table, 'read_value_no_copy', table.read_value)
+  if native and native_kernels.usable_for(table):
+    return native_kernels.bag_reduce(read(), ids, rows, nrows, combiner)
   return _REDUCERS[combiner](read(), ids, rows, num_segments=nrows,
                              sparse_gradient=True)

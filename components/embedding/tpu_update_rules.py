@@ -133,6 +133,8 @@ from typing import Callable, Dict, Mapping, Optional, Tuple, Union
 
 import tensorflow as tf
 
+from components.embedding import native_kernels
+
 _embedding = tf.tpu.experimental.embedding
 
 SlotRows = Dict[str, tf.Tensor]
@@ -449,34 +451,67 @@ def _fused_lazy_adam(optimizer, table: tf.Variable,
     slots[name].scatter_update(tf.IndexedSlices(values, ids))
 
 
+def _native_sgd(optimizer, table: tf.Variable,
+                slots: Mapping[str, tf.Variable], ids: tf.Tensor,
+                grads: tf.Tensor, lr: tf.Tensor) -> None:
+  """`w = w - lr * g` on the distinct rows, prefetched."""
+  del optimizer, slots
+  native_kernels.apply_sgd(table, ids, grads, lr)
+
+
+def _native_adagrad(optimizer, table: tf.Variable,
+                    slots: Mapping[str, tf.Variable], ids: tf.Tensor,
+                    grads: tf.Tensor, lr: tf.Tensor) -> None:
+  """`_fused_adagrad`'s rule in the prefetching kernel."""
+  del optimizer
+  native_kernels.apply_adagrad(table, slots['accumulators'], ids, grads, lr)
+
+
+def _native_lazy_adam(optimizer, table: tf.Variable,
+                      slots: Mapping[str, tf.Variable], ids: tf.Tensor,
+                      grads: tf.Tensor, lr: tf.Tensor) -> None:
+  """`_adam_step`'s rule on the distinct rows, in one prefetching kernel."""
+  native_kernels.apply_lazy_adam(optimizer, table, slots['momenta'],
+                                 slots['velocities'], ids, grads, lr)
+
+
 _FusedKernel = Callable[..., None]
+# Only sparse (lazy) Adam comes to these; `apply_dense` has the other.
 _FUSED: Dict[type, _FusedKernel] = {
     _embedding.SGD: _fused_sgd,
     _embedding.Adagrad: _fused_adagrad,
-    # Only sparse (lazy) updates come here; `apply_dense` has the other.
     _embedding.Adam: _fused_lazy_adam,
+}
+_NATIVE: Dict[type, _FusedKernel] = {
+    _embedding.SGD: _native_sgd,
+    _embedding.Adagrad: _native_adagrad,
+    _embedding.Adam: _native_lazy_adam,
 }
 
 
-def fused_kernel(optimizer) -> Optional[_FusedKernel]:
+def fused_kernel(optimizer, native: bool = False) -> Optional[_FusedKernel]:
   """A fused update exactly equal to `update_rows` for `optimizer`, or None.
 
   TensorFlow's kernels for SGD and Adagrad, and lazy Adam with the weights
-  updated in place; not with the options these lack: weight decay and
-  weight clipping. Gradient clipping is applied before the kernel, as in
-  `update_rows`.
+  updated in place; with `native`, the prefetching kernels of
+  `native_kernels` for the same three where they are built. Not with the
+  options these lack: weight decay and weight clipping. Gradient clipping is
+  applied before the kernel, as in `update_rows`.
   """
   if optimizer.weight_decay_factor or (
       optimizer.clip_weight_min is not None or
       optimizer.clip_weight_max is not None):
     return None
+  if native and native_kernels.library() is not None:
+    return _NATIVE.get(type(optimizer))
   return _FUSED.get(type(optimizer))
 
 
 def apply_sparse(optimizer, table: tf.Variable, slots: Mapping[str,
                                                                tf.Variable],
                  gradient: tf.IndexedSlices, lr: tf.Tensor,
-                 use_fused_kernels: bool = True) -> None:
+                 use_fused_kernels: bool = True,
+                 use_native_kernels: bool = False) -> None:
   """Updates only the rows of `table` and `slots` that `gradient` touches.
 
   Args:
@@ -488,9 +523,12 @@ def apply_sparse(optimizer, table: tf.Variable, slots: Mapping[str,
     use_fused_kernels: whether to use TensorFlow's fused kernel where one
       computes exactly this rule (`fused_kernel`); False always gathers the
       rows, applies `update_rows` and scatters them back (the reference).
+    use_native_kernels: whether the fused kernel may be `native_kernels`'
+      (only for a table on a CPU).
   """
   ids, grads = sum_duplicates(gradient)
-  kernel = fused_kernel(optimizer) if use_fused_kernels else None
+  native = use_native_kernels and native_kernels.on_cpu(table)
+  kernel = fused_kernel(optimizer, native) if use_fused_kernels else None
   if kernel is not None:
     grads = _clip(grads, optimizer.clip_gradient_min,
                   optimizer.clip_gradient_max)

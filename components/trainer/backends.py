@@ -18,6 +18,7 @@ import tensorflow as tf
 from absl import logging
 
 from components.embedding import cpu_embedding
+from components.embedding import native_kernels
 from components.embedding import tpu_update_rules
 from components.trainer import engines
 
@@ -74,10 +75,13 @@ class CpuBackend(_Backend):
     self.strategy = tf.distribute.get_strategy()
     self.num_replicas = 1
     self.embedding = cpu_embedding.CpuEmbedding(
-        feature_config, optimizer, validate_ids=validate_ids)
+        feature_config, optimizer, validate_ids=validate_ids,
+        native_kernels=True)
     devices = tf.config.list_logical_devices('GPU')
-    self.device_description = (f'GPU ({devices[0].name})' if devices else
-                               'CPU')
+    self.device_description = (
+        f'GPU ({devices[0].name})' if devices else
+        'CPU (native embedding kernels)' if native_kernels.library() else
+        "CPU (TensorFlow's embedding kernels)")
 
   def distribute(self, dataset: tf.data.Dataset) -> tf.data.Dataset:
     return dataset

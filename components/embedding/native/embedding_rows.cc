@@ -1,0 +1,395 @@
+// CPU kernels for the two row accesses of a sparse embedding step: combining
+// the rows each example looks up, and applying an optimizer to the distinct
+// rows a batch touched.
+//
+// Their arithmetic is TensorFlow's (SparseSegmentSum/Mean/SqrtN, and the
+// update rules of `tpu_update_rules.py`). What differs is the memory access:
+// a large table's rows are not in any cache, and TensorFlow's kernels wait
+// for each row in turn. These kernels prefetch the rows a few ids ahead, so
+// that several rows are on their way from memory at once, and split the work
+// across the CPU device's threads.
+//
+// Built by `native_kernels.py` on first use, against the installed
+// TensorFlow's headers.
+
+#define EIGEN_USE_THREADS
+
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+#include "tensorflow/core/framework/op.h"
+#include "tensorflow/core/framework/op_kernel.h"
+#include "tensorflow/core/framework/shape_inference.h"
+#include "tensorflow/core/kernels/training_op_helpers.h"
+#include "tensorflow/core/util/work_sharder.h"
+
+namespace tensorflow {
+namespace {
+
+using CPUDevice = Eigen::ThreadPoolDevice;
+using shape_inference::DimensionHandle;
+using shape_inference::InferenceContext;
+using shape_inference::ShapeHandle;
+
+// Rows are requested this many ids ahead of the one being combined or
+// updated: about the number of memory accesses a core keeps in flight.
+constexpr int64_t kPrefetchDistance = 16;
+constexpr int64_t kFloatsPerCacheLine = 16;
+
+inline void PrefetchForRead(const float* row, int64_t dim) {
+  for (int64_t c = 0; c < dim; c += kFloatsPerCacheLine) {
+    __builtin_prefetch(row + c, /*rw=*/0, /*locality=*/3);
+  }
+}
+
+inline void PrefetchForWrite(const float* row, int64_t dim) {
+  for (int64_t c = 0; c < dim; c += kFloatsPerCacheLine) {
+    __builtin_prefetch(row + c, /*rw=*/1, /*locality=*/3);
+  }
+}
+
+// Fails unless every id lies in [0, num_rows).
+absl::Status CheckIds(const int64_t* ids, int64_t n, int64_t num_rows) {
+  for (int64_t i = 0; i < n; ++i) {
+    if (ids[i] < 0 || ids[i] >= num_rows) {
+      return errors::InvalidArgument("id ", ids[i], " at position ", i,
+                                     " is not in [0, ", num_rows, ").");
+    }
+  }
+  return absl::OkStatus();
+}
+
+bool StrictlyIncreasing(const int64_t* ids, int64_t n) {
+  for (int64_t i = 1; i < n; ++i) {
+    if (ids[i] <= ids[i - 1]) return false;
+  }
+  return true;
+}
+
+// --- Combining the rows of each example ------------------------------------
+
+REGISTER_OP("EmbeddingRowsBagReduce")
+    .Input("data: float")
+    .Input("indices: int64")
+    .Input("segment_ids: int64")
+    .Input("num_segments: int64")
+    .Output("output: float")
+    .Attr("combiner: {'sum', 'mean', 'sqrtn'}")
+    .SetShapeFn([](InferenceContext* c) {
+      ShapeHandle data;
+      TF_RETURN_IF_ERROR(c->WithRank(c->input(0), 2, &data));
+      DimensionHandle segments;
+      TF_RETURN_IF_ERROR(c->MakeDimForScalarInput(3, &segments));
+      c->set_output(0, c->Matrix(segments, c->Dim(data, 1)));
+      return absl::OkStatus();
+    })
+    .Doc(R"doc(
+SparseSegmentSum/Mean/SqrtN with num_segments: output row s combines the rows
+data[indices[i]] of the positions i whose segment_ids[i] == s; empty segments
+are zeros. segment_ids must be sorted.
+)doc");
+
+class BagReduceOp : public OpKernel {
+ public:
+  explicit BagReduceOp(OpKernelConstruction* context) : OpKernel(context) {
+    std::string combiner;
+    OP_REQUIRES_OK(context, context->GetAttr("combiner", &combiner));
+    mean_ = combiner == "mean";
+    sqrtn_ = combiner == "sqrtn";
+  }
+
+  void Compute(OpKernelContext* context) override {
+    const Tensor& data = context->input(0);
+    const Tensor& indices = context->input(1);
+    const Tensor& segment_ids = context->input(2);
+    const Tensor& num_segments = context->input(3);
+    OP_REQUIRES(context, TensorShapeUtils::IsMatrix(data.shape()),
+                errors::InvalidArgument("data must be a matrix."));
+    OP_REQUIRES(context,
+                TensorShapeUtils::IsVector(indices.shape()) &&
+                    indices.shape() == segment_ids.shape(),
+                errors::InvalidArgument(
+                    "indices and segment_ids must be vectors of one length."));
+    OP_REQUIRES(context, TensorShapeUtils::IsScalar(num_segments.shape()),
+                errors::InvalidArgument("num_segments must be a scalar."));
+    const int64_t n = indices.NumElements();
+    const int64_t dim = data.dim_size(1);
+    const int64_t segments = num_segments.scalar<int64_t>()();
+    const int64_t* ids = indices.flat<int64_t>().data();
+    const int64_t* rows_of = segment_ids.flat<int64_t>().data();
+    OP_REQUIRES_OK(context, CheckIds(ids, n, data.dim_size(0)));
+    OP_REQUIRES(context, segments >= 0,
+                errors::InvalidArgument("num_segments must be >= 0."));
+    // starts[s]: the first position of segment s; starts[segments] == n.
+    std::vector<int64_t> starts(segments + 1, n);
+    int64_t previous = 0;
+    for (int64_t i = n - 1; i >= 0; --i) {
+      const int64_t s = rows_of[i];
+      OP_REQUIRES(context, s >= 0 && s < segments,
+                  errors::InvalidArgument("segment id ", s, " is not in [0, ",
+                                          segments, ")."));
+      OP_REQUIRES(context, i == n - 1 || s <= previous,
+                  errors::InvalidArgument("segment ids are not sorted."));
+      previous = s;
+    }
+    for (int64_t i = n - 1; i >= 0; --i) starts[rows_of[i]] = i;
+    for (int64_t s = segments - 1; s >= 0; --s) {
+      starts[s] = std::min(starts[s], starts[s + 1]);
+    }
+
+    Tensor* output = nullptr;
+    OP_REQUIRES_OK(context, context->allocate_output(
+                                0, TensorShape({segments, dim}), &output));
+    const float* table = data.flat<float>().data();
+    float* out = output->flat<float>().data();
+    auto combine = [&](int64_t first_segment, int64_t end_segment) {
+      const int64_t end = starts[end_segment];
+      for (int64_t s = first_segment; s < end_segment; ++s) {
+        float* row = out + s * dim;
+        std::fill(row, row + dim, 0.0f);
+        for (int64_t i = starts[s]; i < starts[s + 1]; ++i) {
+          if (i + kPrefetchDistance < end) {
+            PrefetchForRead(table + ids[i + kPrefetchDistance] * dim, dim);
+          }
+          const float* looked_up = table + ids[i] * dim;
+          for (int64_t c = 0; c < dim; ++c) row[c] += looked_up[c];
+        }
+        const int64_t count = starts[s + 1] - starts[s];
+        if (count > 1 && (mean_ || sqrtn_)) {
+          const float divisor =
+              mean_ ? static_cast<float>(count)
+                    : static_cast<float>(std::sqrt(static_cast<double>(count)));
+          for (int64_t c = 0; c < dim; ++c) row[c] /= divisor;
+        }
+      }
+    };
+    const auto* threads = context->device()->tensorflow_cpu_worker_threads();
+    const int64_t ids_per_segment = segments > 0 ? n / segments + 1 : 1;
+    Shard(threads->num_threads, threads->workers, segments,
+          /*cost_per_unit=*/ids_per_segment * dim * 8, combine);
+  }
+
+ private:
+  bool mean_ = false;
+  bool sqrtn_ = false;
+};
+
+REGISTER_KERNEL_BUILDER(Name("EmbeddingRowsBagReduce").Device(DEVICE_CPU),
+                        BagReduceOp);
+
+// --- Applying an optimizer to the distinct rows ----------------------------
+
+// The variables of one sparse update, locked and ready to write in place, as
+// TensorFlow's own ResourceSparseApply* kernels take them.
+class SparseUpdate {
+ public:
+  SparseUpdate(OpKernelContext* context, const std::vector<int>& variables,
+               int grad_input, int indices_input)
+      : locks_(MaybeLockVariableInputMutexesInOrder<CPUDevice, float>(
+            context, /*do_lock=*/false, /*sparse=*/true, variables)) {
+    for (int input : variables) {
+      Tensor tensor;
+      status_ = GetInputTensorFromVariable<CPUDevice, float>(
+          context, input, /*lock_held=*/false, /*sparse=*/true, &tensor);
+      if (!status_.ok()) return;
+      tensors_.push_back(tensor);
+    }
+    const Tensor& first = tensors_[0];
+    const Tensor& grad = context->input(grad_input);
+    const Tensor& indices = context->input(indices_input);
+    if (!TensorShapeUtils::IsMatrix(first.shape())) {
+      status_ = errors::InvalidArgument("The table must be a matrix.");
+      return;
+    }
+    for (const Tensor& tensor : tensors_) {
+      if (tensor.shape() != first.shape()) {
+        status_ = errors::InvalidArgument(
+            "A slot's shape differs from the table's.");
+        return;
+      }
+    }
+    n_ = indices.NumElements();
+    dim_ = first.dim_size(1);
+    if (!TensorShapeUtils::IsVector(indices.shape()) ||
+        grad.shape() != TensorShape({n_, dim_})) {
+      status_ = errors::InvalidArgument(
+          "grad must be [len(indices), dim] and indices a vector.");
+      return;
+    }
+    ids_ = indices.flat<int64_t>().data();
+    grads_ = grad.flat<float>().data();
+    status_ = CheckIds(ids_, n_, first.dim_size(0));
+  }
+
+  const absl::Status& status() const { return status_; }
+  float* rows(int variable) { return tensors_[variable].flat<float>().data(); }
+  int num_variables() const { return static_cast<int>(tensors_.size()); }
+
+  // Calls update(id_position, {row of each variable}, grad row) for every id,
+  // with the rows prefetched ahead. Distinct ids in increasing order (the
+  // gradient of a bag lookup) are split across threads; otherwise the ids
+  // are updated one after the other, so repeated ids apply in turn.
+  template <typename Update>
+  void ForEachRow(OpKernelContext* context, Update update) {
+    const int count = num_variables();
+    std::vector<float*> bases(count);
+    for (int v = 0; v < count; ++v) bases[v] = rows(v);
+    auto work = [&](int64_t begin, int64_t end) {
+      float* row[4];
+      for (int64_t i = begin; i < end; ++i) {
+        if (i + kPrefetchDistance < end) {
+          const int64_t ahead = ids_[i + kPrefetchDistance] * dim_;
+          for (int v = 0; v < count; ++v) {
+            PrefetchForWrite(bases[v] + ahead, dim_);
+          }
+        }
+        for (int v = 0; v < count; ++v) row[v] = bases[v] + ids_[i] * dim_;
+        update(row, grads_ + i * dim_, dim_);
+      }
+    };
+    if (!StrictlyIncreasing(ids_, n_)) {
+      work(0, n_);
+      return;
+    }
+    const auto* threads = context->device()->tensorflow_cpu_worker_threads();
+    Shard(threads->num_threads, threads->workers, n_,
+          /*cost_per_unit=*/dim_ * count * 16, work);
+  }
+
+ private:
+  VariableInputLockHolder locks_;
+  std::vector<Tensor> tensors_;
+  absl::Status status_;
+  int64_t n_ = 0;
+  int64_t dim_ = 0;
+  const int64_t* ids_ = nullptr;
+  const float* grads_ = nullptr;
+};
+
+float ScalarInput(OpKernelContext* context, int input) {
+  return context->input(input).scalar<float>()();
+}
+
+REGISTER_OP("EmbeddingRowsApplySgd")
+    .Input("var: resource")
+    .Input("lr: float")
+    .Input("grad: float")
+    .Input("indices: int64")
+    .SetShapeFn(shape_inference::NoOutputs)
+    .Doc("var[indices] -= lr * grad (one row per id).");
+
+class ApplySgdOp : public OpKernel {
+ public:
+  using OpKernel::OpKernel;
+  void Compute(OpKernelContext* context) override {
+    SparseUpdate update(context, {0}, 2, 3);
+    OP_REQUIRES_OK(context, update.status());
+    const float lr = ScalarInput(context, 1);
+    update.ForEachRow(context, [lr](float** row, const float* g, int64_t dim) {
+      float* w = row[0];
+      for (int64_t c = 0; c < dim; ++c) w[c] -= lr * g[c];
+    });
+  }
+};
+
+REGISTER_KERNEL_BUILDER(Name("EmbeddingRowsApplySgd").Device(DEVICE_CPU),
+                        ApplySgdOp);
+
+REGISTER_OP("EmbeddingRowsApplyAdagrad")
+    .Input("var: resource")
+    .Input("accum: resource")
+    .Input("lr: float")
+    .Input("grad: float")
+    .Input("indices: int64")
+    .SetShapeFn(shape_inference::NoOutputs)
+    .Doc("accum += g * g; var -= lr * g * rsqrt(accum), row by row.");
+
+class ApplyAdagradOp : public OpKernel {
+ public:
+  using OpKernel::OpKernel;
+  void Compute(OpKernelContext* context) override {
+    SparseUpdate update(context, {0, 1}, 3, 4);
+    OP_REQUIRES_OK(context, update.status());
+    const float lr = ScalarInput(context, 2);
+    update.ForEachRow(context, [lr](float** row, const float* g, int64_t dim) {
+      float* w = row[0];
+      float* accumulator = row[1];
+      for (int64_t c = 0; c < dim; ++c) {
+        accumulator[c] += g[c] * g[c];
+        w[c] -= lr * g[c] * (1.0f / std::sqrt(accumulator[c]));
+      }
+    });
+  }
+};
+
+REGISTER_KERNEL_BUILDER(Name("EmbeddingRowsApplyAdagrad").Device(DEVICE_CPU),
+                        ApplyAdagradOp);
+
+REGISTER_OP("EmbeddingRowsApplyLazyAdam")
+    .Input("var: resource")
+    .Input("m: resource")
+    .Input("v: resource")
+    .Input("lr: float")
+    .Input("grad: float")
+    .Input("indices: int64")
+    .Attr("beta_1: float")
+    .Attr("one_minus_beta_1: float")
+    .Attr("beta_2: float")
+    .Attr("one_minus_beta_2: float")
+    .Attr("epsilon: float")
+    .Attr("epsilon_squared: float")
+    .Attr("sum_inside_sqrt: bool")
+    .SetShapeFn(shape_inference::NoOutputs)
+    .Doc(R"doc(
+Adam without bias correction on the given rows only (lazy Adam):
+m = beta_1 m + (1 - beta_1) g; v = beta_2 v + (1 - beta_2) g^2;
+var -= lr m / (sqrt(v + epsilon^2) or sqrt(v) + epsilon).
+)doc");
+
+class ApplyLazyAdamOp : public OpKernel {
+ public:
+  explicit ApplyLazyAdamOp(OpKernelConstruction* context) : OpKernel(context) {
+    OP_REQUIRES_OK(context, context->GetAttr("beta_1", &beta_1_));
+    OP_REQUIRES_OK(context,
+                   context->GetAttr("one_minus_beta_1", &one_minus_beta_1_));
+    OP_REQUIRES_OK(context, context->GetAttr("beta_2", &beta_2_));
+    OP_REQUIRES_OK(context,
+                   context->GetAttr("one_minus_beta_2", &one_minus_beta_2_));
+    OP_REQUIRES_OK(context, context->GetAttr("epsilon", &epsilon_));
+    OP_REQUIRES_OK(context,
+                   context->GetAttr("epsilon_squared", &epsilon_squared_));
+    OP_REQUIRES_OK(context,
+                   context->GetAttr("sum_inside_sqrt", &sum_inside_sqrt_));
+  }
+
+  void Compute(OpKernelContext* context) override {
+    SparseUpdate update(context, {0, 1, 2}, 4, 5);
+    OP_REQUIRES_OK(context, update.status());
+    const float lr = ScalarInput(context, 3);
+    update.ForEachRow(context, [&](float** row, const float* g, int64_t dim) {
+      float* w = row[0];
+      float* m = row[1];
+      float* v = row[2];
+      for (int64_t c = 0; c < dim; ++c) {
+        m[c] = beta_1_ * m[c] + one_minus_beta_1_ * g[c];
+        v[c] = beta_2_ * v[c] + one_minus_beta_2_ * (g[c] * g[c]);
+        const float denominator = sum_inside_sqrt_
+                                      ? std::sqrt(v[c] + epsilon_squared_)
+                                      : std::sqrt(v[c]) + epsilon_;
+        w[c] -= lr * m[c] / denominator;
+      }
+    });
+  }
+
+ private:
+  float beta_1_, one_minus_beta_1_, beta_2_, one_minus_beta_2_;
+  float epsilon_, epsilon_squared_;
+  bool sum_inside_sqrt_;
+};
+
+REGISTER_KERNEL_BUILDER(Name("EmbeddingRowsApplyLazyAdam").Device(DEVICE_CPU),
+                        ApplyLazyAdamOp);
+
+}  // namespace
+}  // namespace tensorflow

@@ -1,0 +1,194 @@
+"""Prefetching CPU kernels for an embedding table's rows, built on first use.
+
+A step of a sparse embedding model touches its tables twice: the lookup reads
+the rows each example names, and the optimizer updates the distinct rows the
+batch touched. Once a table is larger than the CPU's caches, both wait on
+memory, and TensorFlow's kernels (`SparseSegmentMean`,
+`ResourceSparseApplyAdagrad`, the scatters) wait for one row at a time. The
+kernels in `native/embedding_rows.cc` compute the same thing while asking for
+the rows of the next ids ahead, which keeps several memory accesses in flight,
+and split the rows across the CPU device's threads.
+
+They are compiled with the system's C++ compiler against the installed
+TensorFlow's headers (`tf.sysconfig`), once per source, TensorFlow version and
+compiler, into a cache folder, and loaded with `tf.load_op_library`. Where
+that fails (no compiler, a read-only cache) a warning says why and the
+callers keep TensorFlow's kernels: the results are the same, only slower on
+large tables.
+
+Environment:
+  TPU_EMBEDDING_NATIVE_KERNELS: '0' keeps TensorFlow's kernels.
+  TPU_EMBEDDING_NATIVE_CACHE: the folder for the built library (default
+    `$XDG_CACHE_HOME/tpu_embedding_tfx` or `~/.cache/tpu_embedding_tfx`).
+  CXX: the compiler (default `c++`, then `g++`).
+"""
+
+import functools
+import hashlib
+import logging
+import os
+import pathlib
+import shutil
+import subprocess
+import tempfile
+from typing import Any, Optional
+
+import tensorflow as tf
+
+SWITCH_VARIABLE = 'TPU_EMBEDDING_NATIVE_KERNELS'
+CACHE_VARIABLE = 'TPU_EMBEDDING_NATIVE_CACHE'
+SOURCE = pathlib.Path(__file__).parent / 'native' / 'embedding_rows.cc'
+# No FMA contraction, so each product and sum rounds as TensorFlow's separate
+# ops round them; no errno, so the square roots vectorize.
+_CXX_FLAGS = ('-O3', '-fno-math-errno', '-ffp-contract=off', '-shared',
+              '-fPIC')
+
+
+def enabled() -> bool:
+  """Whether the environment allows the native kernels (the default)."""
+  return os.environ.get(SWITCH_VARIABLE, '1') != '0'
+
+
+def library() -> Optional[Any]:
+  """The loaded kernels' module, or None where they are off or unbuildable."""
+  return _load() if enabled() else None
+
+
+def on_cpu(variable: Any) -> bool:
+  """Whether `variable` lives on a CPU (the only device these kernels have)."""
+  device = getattr(variable, 'device', '') or ''
+  return tf.DeviceSpec.from_string(device).device_type in (None, 'CPU')
+
+
+def usable_for(variable: Any) -> bool:
+  """Whether the kernels are loaded and can run on `variable`."""
+  return on_cpu(variable) and library() is not None
+
+
+def _compiler() -> Optional[str]:
+  for name in (os.environ.get('CXX'), 'c++', 'g++'):
+    if name and shutil.which(name):
+      return shutil.which(name)
+  return None
+
+
+def _cache_folder() -> pathlib.Path:
+  if os.environ.get(CACHE_VARIABLE):
+    return pathlib.Path(os.environ[CACHE_VARIABLE])
+  base = os.environ.get('XDG_CACHE_HOME') or os.path.join(
+      os.path.expanduser('~'), '.cache')
+  return pathlib.Path(base) / 'tpu_embedding_tfx'
+
+
+def _command(compiler: str, output: pathlib.Path) -> list:
+  return [compiler, *_CXX_FLAGS, str(SOURCE), '-o', str(output),
+          *tf.sysconfig.get_compile_flags(), *tf.sysconfig.get_link_flags()]
+
+
+def library_path(compiler: str) -> pathlib.Path:
+  """Where the library built from this source, TensorFlow and compiler goes."""
+  key = hashlib.sha256()
+  key.update(SOURCE.read_bytes())
+  key.update(' '.join(_command(compiler, pathlib.Path('-'))).encode())
+  key.update(tf.version.VERSION.encode())
+  return _cache_folder() / f'embedding_rows_{key.hexdigest()[:16]}.so'
+
+
+def build(compiler: str) -> pathlib.Path:
+  """Compiles the kernels unless already built; returns the library's path.
+
+  Raises:
+    OSError: the cache folder cannot be written.
+    subprocess.CalledProcessError: the compiler failed (its output attached).
+  """
+  target = library_path(compiler)
+  if target.exists():
+    return target
+  target.parent.mkdir(parents=True, exist_ok=True)
+  # Built beside the target and renamed: processes building at the same time
+  # each write their own file, and a reader never sees half a library.
+  with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
+    partial = pathlib.Path(scratch) / target.name
+    subprocess.run(_command(compiler, partial), check=True,
+                   capture_output=True, text=True, timeout=600)
+    os.replace(partial, target)
+  return target
+
+
+@functools.lru_cache(maxsize=None)
+def _load() -> Optional[Any]:
+  """Builds and loads the kernels once per process; None, with a warning
+  saying why, where they cannot be."""
+  compiler = _compiler()
+  if compiler is None:
+    logging.warning('No C++ compiler (set CXX): the embedding keeps '
+                    "TensorFlow's CPU kernels, slower on large tables.")
+    return None
+  try:
+    return tf.load_op_library(str(build(compiler)))
+  except subprocess.CalledProcessError as error:
+    logging.warning("The embedding's native kernels did not compile; keeping "
+                    "TensorFlow's kernels. %s", error.stderr[-2000:])
+  except (OSError, subprocess.SubprocessError, tf.errors.OpError) as error:
+    logging.warning("The embedding's native kernels could not be built or "
+                    "loaded (%s); keeping TensorFlow's kernels.", error)
+  return None
+
+
+def bag_reduce(table: tf.Tensor, ids: tf.Tensor, rows: tf.Tensor,
+               num_rows: tf.Tensor, combiner: str) -> tf.Tensor:
+  """`tf.sparse.segment_<combiner>(table, ids, rows, num_rows)`, prefetched.
+
+  Its gradient is the one TensorFlow gives `SparseSegment*` with
+  `sparse_gradient=True`: `tf.IndexedSlices` over the sorted distinct ids.
+  """
+  return library().embedding_rows_bag_reduce(
+      table, tf.cast(ids, tf.int64), tf.cast(rows, tf.int64),
+      tf.cast(num_rows, tf.int64), combiner=combiner)
+
+
+_GRADIENT_OPS = {
+    b'sum': tf.raw_ops.SparseSegmentSumGradV2,
+    b'mean': tf.raw_ops.SparseSegmentMeanGradV2,
+    b'sqrtn': tf.raw_ops.SparseSegmentSqrtNGradV2,
+}
+
+
+@tf.RegisterGradient('EmbeddingRowsBagReduce')
+def _bag_reduce_gradient(op: Any, upstream: tf.Tensor) -> tuple:
+  """The table's gradient over the distinct ids, as TensorFlow's own."""
+  table, ids, rows, _ = op.inputs
+  shape = tf.shape(table)
+  values, distinct = _GRADIENT_OPS[op.get_attr('combiner')](
+      grad=upstream, indices=ids, segment_ids=rows,
+      dense_output_dim0=shape[0])
+  return tf.IndexedSlices(values, distinct, shape), None, None, None
+
+
+def apply_sgd(table: tf.Variable, ids: tf.Tensor, grads: tf.Tensor,
+              lr: tf.Tensor) -> Any:
+  """`table[ids] -= lr * grads`, one row per distinct id."""
+  return library().embedding_rows_apply_sgd(table.handle, lr, grads, ids)
+
+
+def apply_adagrad(table: tf.Variable, accumulators: tf.Variable,
+                  ids: tf.Tensor, grads: tf.Tensor, lr: tf.Tensor) -> Any:
+  """`accum += g * g; w -= lr * g * rsqrt(accum)` on the distinct rows."""
+  return library().embedding_rows_apply_adagrad(
+      table.handle, accumulators.handle, lr, grads, ids)
+
+
+def apply_lazy_adam(optimizer: Any, table: tf.Variable, momenta: tf.Variable,
+                    velocities: tf.Variable, ids: tf.Tensor,
+                    grads: tf.Tensor, lr: tf.Tensor) -> Any:
+  """Adam without bias correction on the distinct rows (the TPU's lazy Adam).
+
+  The constants are rounded to float32 from the same Python expressions as
+  `tpu_update_rules._adam_step`'s, so both compute with the same numbers.
+  """
+  return library().embedding_rows_apply_lazy_adam(
+      table.handle, momenta.handle, velocities.handle, lr, grads, ids,
+      beta_1=optimizer.beta_1, one_minus_beta_1=1.0 - optimizer.beta_1,
+      beta_2=optimizer.beta_2, one_minus_beta_2=1.0 - optimizer.beta_2,
+      epsilon=optimizer.epsilon, epsilon_squared=optimizer.epsilon**2,
+      sum_inside_sqrt=optimizer.sum_inside_sqrt)

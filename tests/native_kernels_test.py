@@ -1,0 +1,251 @@
+"""The prefetching native kernels against TensorFlow's ops and the reference
+update rules, their build and fallback, and where the product uses them.
+
+The kernels split sorted distinct rows across threads; the tables here are
+large enough (thousands of rows per step) for that split to happen.
+"""
+
+import logging
+import shutil
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from components.embedding import cpu_embedding
+from components.embedding import native_kernels
+from components.embedding import tpu_update_rules
+from components.trainer import backends
+
+E = tf.tpu.experimental.embedding
+ROWS = 20_000
+DIM = 24
+BATCH = 300
+
+
+@pytest.fixture(name='library')
+def fixture_library():
+  library = native_kernels.library()
+  if library is None and shutil.which('c++') is None and shutil.which('g++') \
+      is None:
+    pytest.skip('No C++ compiler on this machine: the kernels cannot build.')
+  return library
+
+
+def test_the_kernels_build_where_a_compiler_exists(library):
+  assert library is not None
+  assert hasattr(library, 'embedding_rows_apply_adagrad')
+
+
+def _bags(rng, lengths):
+  """Ids and sorted row numbers of bags of the given lengths (0: empty)."""
+  rows = np.repeat(np.arange(len(lengths)), lengths)
+  ids = rng.integers(0, ROWS, size=len(rows))
+  ids[:3] = ids[0]  # A repeated id in one bag.
+  return tf.constant(ids, tf.int64), tf.constant(rows, tf.int64)
+
+
+_SEGMENT_OPS = {'sum': tf.sparse.segment_sum, 'mean': tf.sparse.segment_mean,
+                'sqrtn': tf.sparse.segment_sqrt_n}
+
+
+@pytest.mark.parametrize('combiner', ['sum', 'mean', 'sqrtn'])
+def test_bag_reduce_and_its_gradient_equal_tensorflows(library, combiner):
+  del library
+  rng = np.random.default_rng(3)
+  lengths = rng.integers(0, 40, size=BATCH)
+  lengths[[0, 7, BATCH - 1]] = 0  # Empty bags, the last one among them.
+  ids, rows = _bags(rng, lengths)
+  table = tf.constant(rng.normal(size=(ROWS, DIM)), tf.float32)
+  upstream = tf.constant(rng.normal(size=(BATCH, DIM)), tf.float32)
+
+  def lookup_and_gradient(lookup):
+    with tf.GradientTape() as tape:
+      tape.watch(table)
+      out = lookup()
+      loss = tf.reduce_sum(out * upstream)
+    return out, tape.gradient(loss, table)
+
+  got, got_gradient = lookup_and_gradient(lambda: native_kernels.bag_reduce(
+      table, ids, rows, BATCH, combiner))
+  expected, expected_gradient = lookup_and_gradient(
+      lambda: _SEGMENT_OPS[combiner](table, ids, rows, num_segments=BATCH,
+                                     sparse_gradient=True))
+  # Up to 40 rows summed in another grouping than TensorFlow's: rounding.
+  np.testing.assert_allclose(got, expected, rtol=1e-6, atol=2e-5)
+  np.testing.assert_array_equal(got.numpy()[[0, 7, BATCH - 1]], 0.0)
+  assert isinstance(got_gradient, tf.IndexedSlices)
+  np.testing.assert_array_equal(got_gradient.indices,
+                                expected_gradient.indices)
+  np.testing.assert_allclose(got_gradient.values, expected_gradient.values,
+                             rtol=1e-6, atol=1e-6)
+
+
+def test_bag_reduce_refuses_bad_ids_and_unsorted_rows(library):
+  del library
+  table = tf.zeros([5, 2])
+  with pytest.raises(tf.errors.InvalidArgumentError, match='not in'):
+    native_kernels.bag_reduce(table, tf.constant([1, 5], tf.int64),
+                              tf.constant([0, 1], tf.int64), 2, 'mean')
+  with pytest.raises(tf.errors.InvalidArgumentError, match='not sorted'):
+    native_kernels.bag_reduce(table, tf.constant([1, 2], tf.int64),
+                              tf.constant([1, 0], tf.int64), 2, 'sum')
+
+
+def _variables(optimizer):
+  tf.keras.utils.set_random_seed(1)
+  table = tf.Variable(tf.random.normal([ROWS, DIM]))
+  slots = {name: tf.Variable(tf.random.uniform([ROWS, DIM], 0.1, 0.5))
+           for name in tpu_update_rules.slot_names(optimizer)}
+  return table, slots
+
+
+def _apply(optimizer, gradients, native):
+  """The table and slots after each gradient, fused kernels (native or
+  TensorFlow's) or the gather / `update_rows` / scatter reference."""
+  table, slots = _variables(optimizer)
+
+  @tf.function
+  def apply(gradient):
+    tpu_update_rules.apply_sparse(
+        optimizer, table, slots, gradient,
+        tpu_update_rules.evaluate_learning_rate(optimizer.learning_rate),
+        use_fused_kernels=native is not None,
+        use_native_kernels=bool(native))
+
+  for gradient in gradients:
+    apply(gradient)
+  return table.numpy(), {name: slot.numpy() for name, slot in slots.items()}
+
+
+def _gradient(rng, sort):
+  """A gradient over 5,000 distinct rows, in increasing order or not."""
+  ids = rng.choice(ROWS, size=5_000, replace=False)
+  if sort:
+    ids = np.sort(ids)
+  return tf.IndexedSlices(
+      tf.constant(rng.normal(size=(len(ids), DIM)), tf.float32),
+      tf.constant(ids, tf.int64), tf.constant([ROWS, DIM], tf.int64))
+
+
+@pytest.mark.parametrize('optimizer', [
+    E.SGD(0.3),
+    E.Adagrad(0.2),
+    E.Adagrad(0.2, clipvalue=(-0.5, 0.4)),
+    E.Adam(0.1),
+    E.Adam(0.1, sum_inside_sqrt=False),
+], ids=['sgd', 'adagrad', 'adagrad_clip_gradient', 'lazy_adam',
+        'lazy_adam_epsilon_outside'])
+@pytest.mark.parametrize('sort', [True, False],
+                         ids=['sorted_threads', 'unsorted_in_turn'])
+def test_updates_equal_the_reference_rule(library, optimizer, sort):
+  del library
+  rng = np.random.default_rng(5)
+  gradients = [_gradient(rng, sort) for _ in range(3)]
+  native = _apply(optimizer, gradients, native=True)
+  plain = _apply(optimizer, gradients, native=None)
+  np.testing.assert_allclose(native[0], plain[0], rtol=1e-6, atol=1e-6)
+  for name in plain[1]:
+    np.testing.assert_allclose(native[1][name], plain[1][name], rtol=1e-6,
+                               atol=1e-7, err_msg=name)
+  untouched = np.setdiff1d(np.arange(ROWS), np.concatenate(
+      [g.indices.numpy() for g in gradients]))
+  before = _variables(optimizer)[0].numpy()
+  np.testing.assert_array_equal(native[0][untouched], before[untouched])
+
+
+def test_repeated_ids_apply_in_turn(library):
+  """Called directly with repeated ids (`apply_sparse` sums them first), the
+  kernel applies each in turn, as one thread: no two threads share a row."""
+  del library
+  table, slots = _variables(E.Adagrad(0.1))
+  start, accumulators = table.numpy(), slots['accumulators'].numpy()
+  ids = np.array([4, 9, 4, 4, 2], np.int64)
+  grads = np.random.default_rng(0).normal(size=(5, DIM)).astype(np.float32)
+  native_kernels.apply_adagrad(table, slots['accumulators'], tf.constant(ids),
+                               tf.constant(grads), tf.constant(0.1))
+  for row, grad in zip(ids, grads):
+    accumulators[row] += grad * grad
+    start[row] -= 0.1 * grad / np.sqrt(accumulators[row])
+  np.testing.assert_allclose(table.numpy(), start, rtol=1e-6, atol=1e-6)
+  np.testing.assert_allclose(slots['accumulators'].numpy(), accumulators,
+                             rtol=1e-6)
+
+
+def test_updates_refuse_ids_out_of_range(library):
+  del library
+  table, slots = _variables(E.Adagrad(0.1))
+  with pytest.raises(tf.errors.InvalidArgumentError, match='not in'):
+    native_kernels.apply_adagrad(
+        table, slots['accumulators'], tf.constant([1, ROWS], tf.int64),
+        tf.ones([2, DIM]), tf.constant(0.1))
+
+
+def _op_types_of_step(embedding):
+  """The op types of one traced lookup-and-update step of `embedding`."""
+  features = {'bag': tf.ragged.constant([[1, 2], [3]], dtype=tf.int64)}
+
+  @tf.function
+  def step(features):
+    with tf.GradientTape() as tape:
+      loss = tf.reduce_sum(embedding(features)['bag'])
+    embedding.apply_gradients(
+        tape.gradient(loss, embedding.trainable_variables))
+
+  graph = step.get_concrete_function(features).graph
+  return {op.type for op in graph.get_operations()}
+
+
+def _bag_config():
+  table = E.TableConfig(vocabulary_size=10, dim=4, name='t')
+  return {'bag': E.FeatureConfig(table=table)}
+
+
+def test_the_training_backend_uses_them_and_the_switch_turns_them_off(
+    library, monkeypatch):
+  del library
+  backend = backends.CpuBackend(_bag_config(), E.Adagrad(0.1))
+  assert {'EmbeddingRowsBagReduce', 'EmbeddingRowsApplyAdagrad'} <= (
+      _op_types_of_step(backend.embedding))
+  monkeypatch.setenv(native_kernels.SWITCH_VARIABLE, '0')
+  backend = backends.CpuBackend(_bag_config(), E.Adagrad(0.1))
+  types = _op_types_of_step(backend.embedding)
+  assert 'ResourceSparseApplyAdagrad' in types
+  assert not any(name.startswith('EmbeddingRows') for name in types)
+
+
+def test_embeddings_keep_tensorflows_ops_unless_asked(library):
+  """Serving and warm start build `CpuEmbedding` without `native_kernels`:
+  their SavedModels and graphs must load where the library is absent."""
+  del library
+  embedding = cpu_embedding.CpuEmbedding(_bag_config(), E.Adagrad(0.1))
+  assert not any(name.startswith('EmbeddingRows')
+                 for name in _op_types_of_step(embedding))
+
+
+def test_on_cpu_only():
+  assert native_kernels.on_cpu(tf.Variable(1.0))
+  with tf.device('/CPU:0'):
+    assert native_kernels.on_cpu(tf.Variable(1.0))
+
+  class OnGpu:
+    device = '/job:localhost/replica:0/task:0/device:GPU:0'
+  assert not native_kernels.on_cpu(OnGpu())
+
+
+def test_a_failing_build_falls_back_with_a_warning(monkeypatch, tmp_path,
+                                                   caplog):
+  """A broken compiler leaves TensorFlow's kernels, and says so."""
+  if shutil.which('false') is None:
+    pytest.skip('No `false` command to stand in for a broken compiler.')
+  monkeypatch.setenv('CXX', 'false')
+  monkeypatch.setenv(native_kernels.CACHE_VARIABLE, str(tmp_path))
+  native_kernels._load.cache_clear()  # pylint: disable=protected-access
+  try:
+    with caplog.at_level(logging.WARNING):
+      assert native_kernels.library() is None
+    assert 'did not compile' in caplog.text
+    assert tpu_update_rules.fused_kernel(E.Adagrad(0.1), native=True) is (
+        tpu_update_rules.fused_kernel(E.Adagrad(0.1)))
+  finally:
+    native_kernels._load.cache_clear()  # pylint: disable=protected-access

@@ -81,6 +81,29 @@ def test_bag_reduce_and_its_gradient_equal_tensorflows(library, combiner):
                              rtol=1e-6, atol=1e-6)
 
 
+def test_the_bag_gradient_is_known_to_have_distinct_rows(library):
+  """So that `apply_sparse` does not sum its duplicates a second time."""
+  del library
+  table = tf.Variable(tf.ones([5, 2]))
+  seen = []
+
+  @tf.function
+  def gradient():
+    with tf.GradientTape() as tape:
+      out = native_kernels.bag_reduce(
+          table, tf.constant([3, 1, 3], tf.int64),
+          tf.constant([0, 0, 1], tf.int64), 2, 'mean')
+      loss = tf.reduce_sum(out)
+    result = tape.gradient(loss, table)
+    seen.append(tpu_update_rules.has_distinct_rows(result))
+    return result.indices, result.values
+
+  ids, values = gradient()
+  assert seen == [True]
+  np.testing.assert_array_equal(ids, [1, 3])
+  np.testing.assert_allclose(values, [[0.5, 0.5], [1.5, 1.5]])
+
+
 def test_bag_reduce_refuses_bad_ids_and_unsorted_rows(library):
   del library
   table = tf.zeros([5, 2])

@@ -140,28 +140,22 @@ def bag_reduce(table: tf.Tensor, ids: tf.Tensor, rows: tf.Tensor,
   """`tf.sparse.segment_<combiner>(table, ids, rows, num_rows)`, prefetched.
 
   Its gradient is the one TensorFlow gives `SparseSegment*` with
-  `sparse_gradient=True`: `tf.IndexedSlices` over the sorted distinct ids.
+  `sparse_gradient=True`: `tf.IndexedSlices` over the sorted distinct ids
+  (`EmbeddingRowsBagReduceGrad`, a radix sort and one pass).
   """
   return library().embedding_rows_bag_reduce(
       table, tf.cast(ids, tf.int64), tf.cast(rows, tf.int64),
       tf.cast(num_rows, tf.int64), combiner=combiner)
 
 
-_GRADIENT_OPS = {
-    b'sum': tf.raw_ops.SparseSegmentSumGradV2,
-    b'mean': tf.raw_ops.SparseSegmentMeanGradV2,
-    b'sqrtn': tf.raw_ops.SparseSegmentSqrtNGradV2,
-}
-
-
 @tf.RegisterGradient('EmbeddingRowsBagReduce')
 def _bag_reduce_gradient(op: Any, upstream: tf.Tensor) -> tuple:
-  """The table's gradient over the distinct ids, as TensorFlow's own."""
+  """The table's gradient over the sorted distinct ids, as TensorFlow gives
+  `SparseSegment*` with `sparse_gradient=True`, from the native kernel."""
   table, ids, rows, _ = op.inputs
-  shape = tf.shape(table)
-  values, distinct = _GRADIENT_OPS[op.get_attr('combiner')](
-      grad=upstream, indices=ids, segment_ids=rows,
-      dense_output_dim0=shape[0])
+  shape = tf.shape(table, out_type=tf.int64)
+  values, distinct = library().embedding_rows_bag_reduce_grad(
+      upstream, ids, rows, shape[0], combiner=op.get_attr('combiner'))
   return tf.IndexedSlices(values, distinct, shape), None, None, None
 
 

@@ -374,11 +374,11 @@ def is_dense(optimizer) -> bool:
 
 
 # Gradient ops whose second output holds sorted, distinct row ids: the
-# gradients of `SparseSegmentSum/Mean/SqrtN` with `sparse_gradient=True`, as
-# `bag_lookup` builds them.
+# gradients of `SparseSegmentSum/Mean/SqrtN` with `sparse_gradient=True`, and
+# of the native bag lookup, as `bag_lookup` builds them.
 _DISTINCT_ROW_GRADIENT_OPS = frozenset({
     'SparseSegmentSumGradV2', 'SparseSegmentMeanGradV2',
-    'SparseSegmentSqrtNGradV2'})
+    'SparseSegmentSqrtNGradV2', 'EmbeddingRowsBagReduceGrad'})
 
 
 def has_distinct_rows(gradient: tf.IndexedSlices) -> bool:

@@ -14,8 +14,10 @@
 
 #define EIGEN_USE_THREADS
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "tensorflow/core/framework/op.h"
@@ -177,6 +179,140 @@ class BagReduceOp : public OpKernel {
 
 REGISTER_KERNEL_BUILDER(Name("EmbeddingRowsBagReduce").Device(DEVICE_CPU),
                         BagReduceOp);
+
+REGISTER_OP("EmbeddingRowsBagReduceGrad")
+    .Input("grad: float")
+    .Input("indices: int64")
+    .Input("segment_ids: int64")
+    .Input("num_rows: int64")
+    .Output("values: float")
+    .Output("distinct_indices: int64")
+    .Attr("combiner: {'sum', 'mean', 'sqrtn'}")
+    .SetShapeFn([](InferenceContext* c) {
+      ShapeHandle grad;
+      TF_RETURN_IF_ERROR(c->WithRank(c->input(0), 2, &grad));
+      const DimensionHandle distinct = c->UnknownDim();
+      c->set_output(0, c->Matrix(distinct, c->Dim(grad, 1)));
+      c->set_output(1, c->Vector(distinct));
+      return absl::OkStatus();
+    })
+    .Doc(R"doc(
+The gradient of EmbeddingRowsBagReduce with respect to the rows it read, as
+SparseSegment*GradV2 gives it: one row of values per distinct index, the
+indices in increasing order.
+)doc");
+
+// Stable LSD radix sort of positions 0..n-1 by ids[position], 11 bits a
+// pass: a batch's ids (thousands, below num_rows) in a few linear passes.
+std::vector<int64_t> PositionsByIds(const int64_t* ids, int64_t n,
+                                    int64_t num_rows) {
+  constexpr int kBits = 11;
+  constexpr int64_t kBuckets = int64_t{1} << kBits;
+  std::vector<int64_t> order(n), scratch(n);
+  for (int64_t i = 0; i < n; ++i) order[i] = i;
+  for (int shift = 0; shift < 63 && (num_rows - 1) >> shift > 0;
+       shift += kBits) {
+    std::vector<int64_t> starts(kBuckets + 1, 0);
+    for (int64_t i = 0; i < n; ++i) {
+      ++starts[((ids[i] >> shift) & (kBuckets - 1)) + 1];
+    }
+    for (int64_t b = 0; b < kBuckets; ++b) starts[b + 1] += starts[b];
+    for (int64_t position : order) {
+      scratch[starts[(ids[position] >> shift) & (kBuckets - 1)]++] = position;
+    }
+    order.swap(scratch);
+  }
+  return order;
+}
+
+class BagReduceGradOp : public OpKernel {
+ public:
+  explicit BagReduceGradOp(OpKernelConstruction* context) : OpKernel(context) {
+    std::string combiner;
+    OP_REQUIRES_OK(context, context->GetAttr("combiner", &combiner));
+    mean_ = combiner == "mean";
+    sqrtn_ = combiner == "sqrtn";
+  }
+
+  void Compute(OpKernelContext* context) override {
+    const Tensor& grad = context->input(0);
+    const Tensor& indices = context->input(1);
+    const Tensor& segment_ids = context->input(2);
+    const int64_t num_rows = context->input(3).scalar<int64_t>()();
+    OP_REQUIRES(context, TensorShapeUtils::IsMatrix(grad.shape()),
+                errors::InvalidArgument("grad must be a matrix."));
+    OP_REQUIRES(context,
+                TensorShapeUtils::IsVector(indices.shape()) &&
+                    indices.shape() == segment_ids.shape(),
+                errors::InvalidArgument(
+                    "indices and segment_ids must be vectors of one length."));
+    const int64_t n = indices.NumElements();
+    const int64_t segments = grad.dim_size(0);
+    const int64_t dim = grad.dim_size(1);
+    const int64_t* ids = indices.flat<int64_t>().data();
+    const int64_t* rows_of = segment_ids.flat<int64_t>().data();
+    OP_REQUIRES_OK(context, CheckIds(ids, n, num_rows));
+    // Each example's factor: 1, 1 / count or 1 / sqrt(count).
+    std::vector<float> scale(segments, 1.0f);
+    if (mean_ || sqrtn_) {
+      std::vector<int64_t> counts(segments, 0);
+      for (int64_t i = 0; i < n; ++i) {
+        OP_REQUIRES(context, rows_of[i] >= 0 && rows_of[i] < segments,
+                    errors::InvalidArgument("segment id ", rows_of[i],
+                                            " is not in [0, ", segments,
+                                            ")."));
+        ++counts[rows_of[i]];
+      }
+      for (int64_t s = 0; s < segments; ++s) {
+        const double count = std::max<int64_t>(counts[s], 1);
+        scale[s] = static_cast<float>(mean_ ? 1.0 / count
+                                            : 1.0 / std::sqrt(count));
+      }
+    }
+    const std::vector<int64_t> order = PositionsByIds(ids, n, num_rows);
+    // group_starts[k]: where the k-th distinct id begins in `order`.
+    std::vector<int64_t> group_starts;
+    for (int64_t i = 0; i < n; ++i) {
+      if (i == 0 || ids[order[i]] != ids[order[i - 1]]) {
+        group_starts.push_back(i);
+      }
+    }
+    const int64_t distinct = static_cast<int64_t>(group_starts.size());
+    group_starts.push_back(n);
+
+    Tensor* values = nullptr;
+    Tensor* distinct_indices = nullptr;
+    OP_REQUIRES_OK(context, context->allocate_output(
+                                0, TensorShape({distinct, dim}), &values));
+    OP_REQUIRES_OK(context, context->allocate_output(
+                                1, TensorShape({distinct}), &distinct_indices));
+    const float* upstream = grad.flat<float>().data();
+    float* out = values->flat<float>().data();
+    int64_t* out_ids = distinct_indices->flat<int64_t>().data();
+    auto sum_groups = [&](int64_t begin, int64_t end) {
+      for (int64_t k = begin; k < end; ++k) {
+        out_ids[k] = ids[order[group_starts[k]]];
+        float* row = out + k * dim;
+        std::fill(row, row + dim, 0.0f);
+        for (int64_t i = group_starts[k]; i < group_starts[k + 1]; ++i) {
+          const int64_t s = rows_of[order[i]];
+          const float* example = upstream + s * dim;
+          for (int64_t c = 0; c < dim; ++c) row[c] += example[c] * scale[s];
+        }
+      }
+    };
+    const auto* threads = context->device()->tensorflow_cpu_worker_threads();
+    Shard(threads->num_threads, threads->workers, distinct,
+          /*cost_per_unit=*/dim * 4, sum_groups);
+  }
+
+ private:
+  bool mean_ = false;
+  bool sqrtn_ = false;
+};
+
+REGISTER_KERNEL_BUILDER(Name("EmbeddingRowsBagReduceGrad").Device(DEVICE_CPU),
+                        BagReduceGradOp);
 
 // --- Applying an optimizer to the distinct rows ----------------------------
 

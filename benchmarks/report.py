@@ -368,7 +368,6 @@ def _vocabulary(data, analysis) -> List[str]:
 
 SPARSE_KERNELS = {
     'lookup': 'TF lookup (`SparseSegmentMean`, all ids)',
-    'update_all_ids': 'TF Adagrad update, all ids',
     'update_distinct_rows': 'TF Adagrad update, distinct rows',
     'native_lookup': 'native lookup, all ids',
     'native_update_distinct_rows': 'native Adagrad update, distinct rows',

@@ -573,10 +573,9 @@ def run_sparse_kernel_case(case: Mapping[str, Any]) -> Dict[str, Any]:
 
   * `lookup`: `SparseSegmentMean`, each batch row's ids combined, as this
     product's forward pass does it.
-  * `update_all_ids`: the fused sparse Adagrad kernel on each batch's ids as
-    they come (duplicates applied in turn).
-  * `update_distinct_rows`: the same on the batch's distinct rows, sorted: the
-    rows this product's Adagrad updates (duplicates summed first).
+  * `update_distinct_rows`: the fused sparse Adagrad kernel on the batch's
+    distinct rows, sorted: the rows this product's Adagrad updates
+    (duplicates summed first).
   * `native_lookup`, `native_update_distinct_rows`: the same two with the
     prefetching kernels of `native_kernels` (the product's CPU path), where
     they are built.
@@ -617,7 +616,6 @@ def run_sparse_kernel_case(case: Mapping[str, Any]) -> Dict[str, Any]:
 
   distinct = [np.unique(b) for b in batches]
   kernels = [('lookup', lookup, batches),
-             ('update_all_ids', update, batches),
              ('update_distinct_rows', update, distinct)]
   if native_kernels.library() is not None:
     kernels += [('native_lookup', native_lookup, batches),

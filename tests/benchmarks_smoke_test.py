@@ -209,7 +209,6 @@ def test_sparse_kernels_are_timed_on_the_vocabulary_batches():
   ids, _ = training_bench._vocabulary_ids(case)  # pylint: disable=protected-access
   distinct = np.mean([len(np.unique(b)) for b in ids.reshape(2, -1)])
   assert result['lookup']['ids_per_step'] == 40
-  assert result['update_all_ids']['ids_per_step'] == 40
   assert result['update_distinct_rows']['ids_per_step'] == distinct < 40
   assert result['native_update_distinct_rows']['ids_per_step'] == distinct
   for name in _built_kernels():
@@ -221,7 +220,6 @@ def test_report_sets_kernel_growth_beside_the_step():
     result = {
         'case': {'kind': 'sparse_kernel', 'vocabulary_size': size},
         'lookup': {'step_ms': _summary(lookup_ms), 'ids_per_step': 10},
-        'update_all_ids': {'step_ms': _summary(9.0), 'ids_per_step': 10},
         'update_distinct_rows': {'step_ms': _summary(update_ms),
                                  'ids_per_step': 8}}
     if native_ms is not None:
@@ -252,4 +250,4 @@ def test_report_sets_kernel_growth_beside_the_step():
   analysis = report.analyze(data)
   assert report.kernel_growth_ms(analysis)['native'] is None
   text = '\n'.join(report._sparse_kernel_lines(analysis))  # pylint: disable=protected-access
-  assert '| n/a | n/a |' in text and 'native ones' not in text
+  assert '(8 ids) | n/a | n/a |' in text and 'native ones' not in text

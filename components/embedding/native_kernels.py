@@ -40,7 +40,7 @@ CACHE_VARIABLE = 'TPU_EMBEDDING_NATIVE_CACHE'
 SOURCE = pathlib.Path(__file__).parent / 'native' / 'embedding_rows.cc'
 # No FMA contraction, so each product and sum rounds as TensorFlow's separate
 # ops round them; no errno, so the square roots vectorize.
-_CXX_FLAGS = ('-O3', '-fno-math-errno', '-ffp-contract=off', '-shared',
+_CXX_FLAGS = ('-O3', '-mavx', '-fno-math-errno', '-ffp-contract=off', '-shared',
               '-fPIC')
 
 

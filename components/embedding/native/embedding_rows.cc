@@ -92,27 +92,45 @@ data[indices[i]] of the positions i whose segment_ids[i] == s; empty segments
 are zeros. segment_ids must be sorted.
 )doc");
 
-class BagReduceOp : public OpKernel {
+// What the lookup and its gradient share: the combiner, and the checks of
+// inputs (0) a matrix, (1) indices and (2) segment_ids.
+class BagOpBase : public OpKernel {
  public:
-  explicit BagReduceOp(OpKernelConstruction* context) : OpKernel(context) {
+  explicit BagOpBase(OpKernelConstruction* context) : OpKernel(context) {
     std::string combiner;
     OP_REQUIRES_OK(context, context->GetAttr("combiner", &combiner));
     mean_ = combiner == "mean";
     sqrtn_ = combiner == "sqrtn";
   }
 
+ protected:
+  static absl::Status CheckShapes(OpKernelContext* context) {
+    if (!TensorShapeUtils::IsMatrix(context->input(0).shape())) {
+      return errors::InvalidArgument("Input 0 must be a matrix.");
+    }
+    const TensorShape& indices = context->input(1).shape();
+    if (!TensorShapeUtils::IsVector(indices) ||
+        indices != context->input(2).shape()) {
+      return errors::InvalidArgument(
+          "indices and segment_ids must be vectors of one length.");
+    }
+    return absl::OkStatus();
+  }
+
+  bool mean_ = false;
+  bool sqrtn_ = false;
+};
+
+class BagReduceOp : public BagOpBase {
+ public:
+  using BagOpBase::BagOpBase;
+
   void Compute(OpKernelContext* context) override {
+    OP_REQUIRES_OK(context, CheckShapes(context));
     const Tensor& data = context->input(0);
     const Tensor& indices = context->input(1);
     const Tensor& segment_ids = context->input(2);
     const Tensor& num_segments = context->input(3);
-    OP_REQUIRES(context, TensorShapeUtils::IsMatrix(data.shape()),
-                errors::InvalidArgument("data must be a matrix."));
-    OP_REQUIRES(context,
-                TensorShapeUtils::IsVector(indices.shape()) &&
-                    indices.shape() == segment_ids.shape(),
-                errors::InvalidArgument(
-                    "indices and segment_ids must be vectors of one length."));
     OP_REQUIRES(context, TensorShapeUtils::IsScalar(num_segments.shape()),
                 errors::InvalidArgument("num_segments must be a scalar."));
     const int64_t n = indices.NumElements();
@@ -171,10 +189,6 @@ class BagReduceOp : public OpKernel {
     Shard(threads->num_threads, threads->workers, segments,
           /*cost_per_unit=*/ids_per_segment * dim * 8, combine);
   }
-
- private:
-  bool mean_ = false;
-  bool sqrtn_ = false;
 };
 
 REGISTER_KERNEL_BUILDER(Name("EmbeddingRowsBagReduce").Device(DEVICE_CPU),
@@ -225,27 +239,16 @@ std::vector<int64_t> PositionsByIds(const int64_t* ids, int64_t n,
   return order;
 }
 
-class BagReduceGradOp : public OpKernel {
+class BagReduceGradOp : public BagOpBase {
  public:
-  explicit BagReduceGradOp(OpKernelConstruction* context) : OpKernel(context) {
-    std::string combiner;
-    OP_REQUIRES_OK(context, context->GetAttr("combiner", &combiner));
-    mean_ = combiner == "mean";
-    sqrtn_ = combiner == "sqrtn";
-  }
+  using BagOpBase::BagOpBase;
 
   void Compute(OpKernelContext* context) override {
+    OP_REQUIRES_OK(context, CheckShapes(context));
     const Tensor& grad = context->input(0);
     const Tensor& indices = context->input(1);
     const Tensor& segment_ids = context->input(2);
     const int64_t num_rows = context->input(3).scalar<int64_t>()();
-    OP_REQUIRES(context, TensorShapeUtils::IsMatrix(grad.shape()),
-                errors::InvalidArgument("grad must be a matrix."));
-    OP_REQUIRES(context,
-                TensorShapeUtils::IsVector(indices.shape()) &&
-                    indices.shape() == segment_ids.shape(),
-                errors::InvalidArgument(
-                    "indices and segment_ids must be vectors of one length."));
     const int64_t n = indices.NumElements();
     const int64_t segments = grad.dim_size(0);
     const int64_t dim = grad.dim_size(1);
@@ -305,10 +308,6 @@ class BagReduceGradOp : public OpKernel {
     Shard(threads->num_threads, threads->workers, distinct,
           /*cost_per_unit=*/dim * 4, sum_groups);
   }
-
- private:
-  bool mean_ = false;
-  bool sqrtn_ = false;
 };
 
 REGISTER_KERNEL_BUILDER(Name("EmbeddingRowsBagReduceGrad").Device(DEVICE_CPU),
@@ -449,8 +448,8 @@ class ApplyAdagradOp : public OpKernel {
     OP_REQUIRES_OK(context, update.status());
     const float lr = ScalarInput(context, 2);
     update.ForEachRow(context, [lr](float** row, const float* g, int64_t dim) {
-      float* w = row[0];
-      float* accumulator = row[1];
+      float* __restrict w = row[0];
+      float* __restrict accumulator = row[1];
       for (int64_t c = 0; c < dim; ++c) {
         accumulator[c] += g[c] * g[c];
         w[c] -= lr * g[c] * (1.0f / std::sqrt(accumulator[c]));
@@ -503,22 +502,37 @@ class ApplyLazyAdamOp : public OpKernel {
     SparseUpdate update(context, {0, 1, 2}, 4, 5);
     OP_REQUIRES_OK(context, update.status());
     const float lr = ScalarInput(context, 3);
-    update.ForEachRow(context, [&](float** row, const float* g, int64_t dim) {
-      float* w = row[0];
-      float* m = row[1];
-      float* v = row[2];
+    if (sum_inside_sqrt_) {
+      Apply</*kSumInsideSqrt=*/true>(context, update, lr);
+    } else {
+      Apply</*kSumInsideSqrt=*/false>(context, update, lr);
+    }
+  }
+
+ private:
+  // The constants are copied into the lambda: read through `this`, the
+  // compiler would reload them after every store to a row (they could
+  // alias), and the loop would not vectorize.
+  template <bool kSumInsideSqrt>
+  void Apply(OpKernelContext* context, SparseUpdate& update, float lr) const {
+    const float beta_1 = beta_1_, one_minus_beta_1 = one_minus_beta_1_;
+    const float beta_2 = beta_2_, one_minus_beta_2 = one_minus_beta_2_;
+    const float epsilon = epsilon_, epsilon_squared = epsilon_squared_;
+    update.ForEachRow(context, [=](float** row, const float* g, int64_t dim) {
+      float* __restrict w = row[0];
+      float* __restrict m = row[1];
+      float* __restrict v = row[2];
       for (int64_t c = 0; c < dim; ++c) {
-        m[c] = beta_1_ * m[c] + one_minus_beta_1_ * g[c];
-        v[c] = beta_2_ * v[c] + one_minus_beta_2_ * (g[c] * g[c]);
-        const float denominator = sum_inside_sqrt_
-                                      ? std::sqrt(v[c] + epsilon_squared_)
-                                      : std::sqrt(v[c]) + epsilon_;
+        m[c] = beta_1 * m[c] + one_minus_beta_1 * g[c];
+        v[c] = beta_2 * v[c] + one_minus_beta_2 * (g[c] * g[c]);
+        const float denominator = kSumInsideSqrt
+                                      ? std::sqrt(v[c] + epsilon_squared)
+                                      : std::sqrt(v[c]) + epsilon;
         w[c] -= lr * m[c] / denominator;
       }
     });
   }
 
- private:
   float beta_1_, one_minus_beta_1_, beta_2_, one_minus_beta_2_;
   float epsilon_, epsilon_squared_;
   bool sum_inside_sqrt_;

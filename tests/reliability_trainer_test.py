@@ -2,7 +2,9 @@
 serving skew, wrong evaluation, bad settings. One test per case."""
 
 import json
+import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -13,6 +15,8 @@ import tensorflow as tf
 import tensorflow_transform as tft
 from tfx.types import standard_artifacts
 
+from components.embedding import native_kernels
+from components.trainer import backends
 from components.trainer import executor as executor_lib
 from components.trainer import export
 from components.trainer import inputs
@@ -320,6 +324,44 @@ def test_expected_evaluation_count():
   assert training.expected_eval_examples(config, 50, True) == 48
   limited = _config(batch_size=16, eval_steps=2)
   assert training.expected_eval_examples(limited, 50, False) == 32
+
+
+def test_without_the_native_kernels_training_uses_tensorflows(
+    monkeypatch, tmp_path, caplog):
+  """A compiler that fails (here `false`) leaves TensorFlow's kernels: a
+  warning says why, the device names the kernels, and the step trains."""
+  if shutil.which('false') is None:
+    pytest.skip('No `false` command to stand in for a broken compiler.')
+  monkeypatch.setenv('CXX', 'false')
+  monkeypatch.setenv(native_kernels.CACHE_VARIABLE, str(tmp_path))
+  native_kernels._load.cache_clear()  # pylint: disable=protected-access
+  E = tf.tpu.experimental.embedding  # pylint: disable=invalid-name
+  try:
+    with caplog.at_level(logging.WARNING):
+      backend = backends.CpuBackend(
+          {'bag': E.FeatureConfig(table=E.TableConfig(10, 4, name='t'))},
+          E.Adagrad(0.5))
+    assert 'did not compile' in caplog.text
+    assert backend.device_description == "CPU (TensorFlow's embedding kernels)"
+    before = backend.embedding.trainable_variables[0].numpy()
+    features = {'bag': tf.ragged.constant([[1, 2], [3]], dtype=tf.int64)}
+
+    @tf.function
+    def step(features):
+      with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(backend.embedding(features)['bag'])
+      backend.embedding.apply_gradients(
+          tape.gradient(loss, backend.embedding.trainable_variables))
+      return loss
+
+    step(features)
+    after = backend.embedding.trainable_variables[0].numpy()
+    assert not np.allclose(after[[1, 2, 3]], before[[1, 2, 3]])
+    np.testing.assert_array_equal(after[[0, 4]], before[[0, 4]])
+    assert not any(op.type.startswith('EmbeddingRows') for op in
+                   step.get_concrete_function(features).graph.get_operations())
+  finally:
+    native_kernels._load.cache_clear()  # pylint: disable=protected-access
 
 
 @pytest.mark.parametrize('field, value', [

@@ -19,7 +19,8 @@ large tables.
 Environment:
   TPU_EMBEDDING_NATIVE_KERNELS: '0' keeps TensorFlow's kernels.
   TPU_EMBEDDING_NATIVE_CACHE: the folder for the built library (default
-    `$XDG_CACHE_HOME/tpu_embedding_tfx` or `~/.cache/tpu_embedding_tfx`).
+    `$XDG_CACHE_HOME/tpu_embedding_tfx` or `~/.cache/tpu_embedding_tfx`, else a
+    folder of its own under the temporary folder).
   CXX: the compiler (default `c++`, then `g++`).
 """
 
@@ -73,11 +74,20 @@ def _compiler() -> Optional[str]:
 
 
 def _cache_folder() -> pathlib.Path:
+  """The configured cache folder, or a private one under the temporary
+  folder where that cannot be written (a read-only home, say)."""
   if os.environ.get(CACHE_VARIABLE):
     return pathlib.Path(os.environ[CACHE_VARIABLE])
   base = os.environ.get('XDG_CACHE_HOME') or os.path.join(
       os.path.expanduser('~'), '.cache')
-  return pathlib.Path(base) / 'tpu_embedding_tfx'
+  folder = pathlib.Path(base) / 'tpu_embedding_tfx'
+  try:
+    folder.mkdir(parents=True, exist_ok=True)
+  except OSError:
+    pass
+  if os.access(folder, os.W_OK):
+    return folder
+  return pathlib.Path(tempfile.gettempdir()) / f'tpu_embedding_tfx_{os.getuid()}'
 
 
 def _command(compiler: str, output: pathlib.Path) -> list:

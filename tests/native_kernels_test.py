@@ -140,14 +140,14 @@ def _apply(optimizer, gradients, native):
   return table.numpy(), {name: slot.numpy() for name, slot in slots.items()}
 
 
-def _gradient(rng, sort):
+def _gradient(rng, sort, id_dtype=tf.int64):
   """A gradient over 5,000 distinct rows, in increasing order or not."""
   ids = rng.choice(ROWS, size=5_000, replace=False)
   if sort:
     ids = np.sort(ids)
   return tf.IndexedSlices(
       tf.constant(rng.normal(size=(len(ids), DIM)), tf.float32),
-      tf.constant(ids, tf.int64), tf.constant([ROWS, DIM], tf.int64))
+      tf.constant(ids, id_dtype), tf.constant([ROWS, DIM], tf.int64))
 
 
 @pytest.mark.parametrize('optimizer', [
@@ -158,12 +158,14 @@ def _gradient(rng, sort):
     E.Adam(0.1, sum_inside_sqrt=False),
 ], ids=['sgd', 'adagrad', 'adagrad_clip_gradient', 'lazy_adam',
         'lazy_adam_epsilon_outside'])
-@pytest.mark.parametrize('sort', [True, False],
-                         ids=['sorted_threads', 'unsorted_in_turn'])
-def test_updates_equal_the_reference_rule(library, optimizer, sort):
+@pytest.mark.parametrize('sort, id_dtype', [
+    (True, tf.int64), (False, tf.int64), (True, tf.int32)],
+                         ids=['sorted_threads', 'unsorted_in_turn',
+                              'int32_ids'])
+def test_updates_equal_the_reference_rule(library, optimizer, sort, id_dtype):
   del library
   rng = np.random.default_rng(5)
-  gradients = [_gradient(rng, sort) for _ in range(3)]
+  gradients = [_gradient(rng, sort, id_dtype) for _ in range(3)]
   native = _apply(optimizer, gradients, native=True)
   plain = _apply(optimizer, gradients, native=None)
   np.testing.assert_allclose(native[0], plain[0], rtol=1e-6, atol=1e-6)

@@ -172,14 +172,15 @@ def _bag_reduce_gradient(op: Any, upstream: tf.Tensor) -> tuple:
 def apply_sgd(table: tf.Variable, ids: tf.Tensor, grads: tf.Tensor,
               lr: tf.Tensor) -> Any:
   """`table[ids] -= lr * grads`, one row per distinct id."""
-  return library().embedding_rows_apply_sgd(table.handle, lr, grads, ids)
+  return library().embedding_rows_apply_sgd(table.handle, lr, grads,
+                                            tf.cast(ids, tf.int64))
 
 
 def apply_adagrad(table: tf.Variable, accumulators: tf.Variable,
                   ids: tf.Tensor, grads: tf.Tensor, lr: tf.Tensor) -> Any:
   """`accum += g * g; w -= lr * g * rsqrt(accum)` on the distinct rows."""
   return library().embedding_rows_apply_adagrad(
-      table.handle, accumulators.handle, lr, grads, ids)
+      table.handle, accumulators.handle, lr, grads, tf.cast(ids, tf.int64))
 
 
 def apply_lazy_adam(optimizer: Any, table: tf.Variable, momenta: tf.Variable,
@@ -191,7 +192,8 @@ def apply_lazy_adam(optimizer: Any, table: tf.Variable, momenta: tf.Variable,
   `tpu_update_rules._adam_step`'s, so both compute with the same numbers.
   """
   return library().embedding_rows_apply_lazy_adam(
-      table.handle, momenta.handle, velocities.handle, lr, grads, ids,
+      table.handle, momenta.handle, velocities.handle, lr, grads,
+      tf.cast(ids, tf.int64),
       beta_1=optimizer.beta_1, one_minus_beta_1=1.0 - optimizer.beta_1,
       beta_2=optimizer.beta_2, one_minus_beta_2=1.0 - optimizer.beta_2,
       epsilon=optimizer.epsilon, epsilon_squared=optimizer.epsilon**2,

@@ -14,8 +14,9 @@ Weighted bags, sequence features, `output_shape` features and dense inputs keep
 `serving_embedding_lookup` (see `CpuEmbedding`).
 
 With `native=True` the same reduction runs in `native_kernels`' prefetching
-kernel where it is built and the table is on a CPU; its gradient is
-TensorFlow's own for the fused op.
+kernel where it is built and the table is on a CPU; its gradient, also
+native, is what TensorFlow gives the fused op (`tf.IndexedSlices` over the
+sorted distinct rows).
 """
 
 from typing import Any, Callable, Dict, Optional

@@ -7,14 +7,16 @@ memory, and TensorFlow's kernels (`SparseSegmentMean`,
 `ResourceSparseApplyAdagrad`, the scatters) wait for one row at a time. The
 kernels in `native/embedding_rows.cc` compute the same thing while asking for
 the rows of the next ids ahead, which keeps several memory accesses in flight,
-and split the rows across the CPU device's threads.
+and split the rows across the CPU device's threads. The lookup's gradient
+(distinct rows by a radix sort, then one pass) replaces
+`SparseSegment*GradV2`, the largest op of a step over 10k ids.
 
 They are compiled with the system's C++ compiler against the installed
 TensorFlow's headers (`tf.sysconfig`), once per source, TensorFlow version and
 compiler, into a cache folder, and loaded with `tf.load_op_library`. Where
-that fails (no compiler, a read-only cache) a warning says why and the
-callers keep TensorFlow's kernels: the results are the same, only slower on
-large tables.
+that fails (no compiler, a failed build or load) a warning says why and the
+callers keep TensorFlow's kernels: the results are the same up to float
+rounding (sums taken in another order), only slower on large tables.
 
 Environment:
   TPU_EMBEDDING_NATIVE_KERNELS: '0' keeps TensorFlow's kernels.
@@ -29,6 +31,7 @@ import hashlib
 import logging
 import os
 import pathlib
+import platform
 import shutil
 import subprocess
 import tempfile
@@ -40,9 +43,11 @@ SWITCH_VARIABLE = 'TPU_EMBEDDING_NATIVE_KERNELS'
 CACHE_VARIABLE = 'TPU_EMBEDDING_NATIVE_CACHE'
 SOURCE = pathlib.Path(__file__).parent / 'native' / 'embedding_rows.cc'
 # No FMA contraction, so each product and sum rounds as TensorFlow's separate
-# ops round them; no errno, so the square roots vectorize.
-_CXX_FLAGS = ('-O3', '-mavx', '-fno-math-errno', '-ffp-contract=off', '-shared',
-              '-fPIC')
+# ops round them; no errno, so the square roots vectorize; AVX on x86, which
+# TensorFlow's own x86 wheels require.
+_CXX_FLAGS = ('-O3', '-fno-math-errno', '-ffp-contract=off', '-shared',
+              '-fPIC') + (('-mavx',) if platform.machine().lower() in (
+                  'x86_64', 'amd64') else ())
 
 
 def enabled() -> bool:
@@ -67,9 +72,11 @@ def usable_for(variable: Any) -> bool:
 
 
 def _compiler() -> Optional[str]:
+  """The path of `$CXX`, else of `c++` or `g++`; None if none is found."""
   for name in (os.environ.get('CXX'), 'c++', 'g++'):
-    if name and shutil.which(name):
-      return shutil.which(name)
+    path = shutil.which(name) if name else None
+    if path:
+      return path
   return None
 
 

@@ -196,13 +196,21 @@ def test_repeated_ids_apply_in_turn(library):
                              rtol=1e-6)
 
 
-def test_updates_refuse_ids_out_of_range(library):
+def test_updates_refuse_bad_ids_shapes_and_rates(library):
   del library
   table, slots = _variables(E.Adagrad(0.1))
+  accumulators = slots['accumulators']
+  ids = tf.constant([1, 2], tf.int64)
   with pytest.raises(tf.errors.InvalidArgumentError, match='not in'):
-    native_kernels.apply_adagrad(
-        table, slots['accumulators'], tf.constant([1, ROWS], tf.int64),
-        tf.ones([2, DIM]), tf.constant(0.1))
+    native_kernels.apply_adagrad(table, accumulators,
+                                 tf.constant([1, ROWS], tf.int64),
+                                 tf.ones([2, DIM]), tf.constant(0.1))
+  with pytest.raises(tf.errors.InvalidArgumentError, match='grad must be'):
+    native_kernels.apply_adagrad(table, accumulators, ids,
+                                 tf.ones([3, DIM]), tf.constant(0.1))
+  with pytest.raises(tf.errors.InvalidArgumentError, match='lr must be'):
+    native_kernels.apply_adagrad(table, accumulators, ids,
+                                 tf.ones([2, DIM]), tf.constant([0.1]))
 
 
 def _op_types_of_step(embedding):

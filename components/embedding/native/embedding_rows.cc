@@ -248,6 +248,8 @@ class BagReduceGradOp : public BagOpBase {
     const Tensor& grad = context->input(0);
     const Tensor& indices = context->input(1);
     const Tensor& segment_ids = context->input(2);
+    OP_REQUIRES(context, TensorShapeUtils::IsScalar(context->input(3).shape()),
+                errors::InvalidArgument("num_rows must be a scalar."));
     const int64_t num_rows = context->input(3).scalar<int64_t>()();
     const int64_t n = indices.NumElements();
     const int64_t segments = grad.dim_size(0);
@@ -315,15 +317,16 @@ REGISTER_KERNEL_BUILDER(Name("EmbeddingRowsBagReduceGrad").Device(DEVICE_CPU),
 
 // --- Applying an optimizer to the distinct rows ----------------------------
 
-// The variables of one sparse update, locked and ready to write in place, as
-// TensorFlow's own ResourceSparseApply* kernels take them.
+// The inputs of one sparse update: the table and slot variables (the first
+// `num_variables` inputs), locked and ready to write in place as TensorFlow's
+// own ResourceSparseApply* kernels take them, then lr, grad and indices.
 class SparseUpdate {
  public:
-  SparseUpdate(OpKernelContext* context, const std::vector<int>& variables,
-               int grad_input, int indices_input)
+  SparseUpdate(OpKernelContext* context, int num_variables)
       : locks_(MaybeLockVariableInputMutexesInOrder<CPUDevice, float>(
-            context, /*do_lock=*/false, /*sparse=*/true, variables)) {
-    for (int input : variables) {
+            context, /*do_lock=*/false, /*sparse=*/true,
+            FirstInputs(num_variables))) {
+    for (int input = 0; input < num_variables; ++input) {
       Tensor tensor;
       status_ = GetInputTensorFromVariable<CPUDevice, float>(
           context, input, /*lock_held=*/false, /*sparse=*/true, &tensor);
@@ -331,8 +334,14 @@ class SparseUpdate {
       tensors_.push_back(tensor);
     }
     const Tensor& first = tensors_[0];
-    const Tensor& grad = context->input(grad_input);
-    const Tensor& indices = context->input(indices_input);
+    const Tensor& lr = context->input(num_variables);
+    const Tensor& grad = context->input(num_variables + 1);
+    const Tensor& indices = context->input(num_variables + 2);
+    if (!TensorShapeUtils::IsScalar(lr.shape())) {
+      status_ = errors::InvalidArgument("lr must be a scalar.");
+      return;
+    }
+    lr_ = lr.scalar<float>()();
     if (!TensorShapeUtils::IsMatrix(first.shape())) {
       status_ = errors::InvalidArgument("The table must be a matrix.");
       return;
@@ -358,6 +367,7 @@ class SparseUpdate {
   }
 
   const absl::Status& status() const { return status_; }
+  float lr() const { return lr_; }
   float* rows(int variable) { return tensors_[variable].flat<float>().data(); }
   int num_variables() const { return static_cast<int>(tensors_.size()); }
 
@@ -371,7 +381,7 @@ class SparseUpdate {
     std::vector<float*> bases(count);
     for (int v = 0; v < count; ++v) bases[v] = rows(v);
     auto work = [&](int64_t begin, int64_t end) {
-      float* row[4];
+      float* row[4];  // The table and at most three slots.
       for (int64_t i = begin; i < end; ++i) {
         if (i + kPrefetchDistance < end) {
           const int64_t ahead = ids_[i + kPrefetchDistance] * dim_;
@@ -398,13 +408,16 @@ class SparseUpdate {
   absl::Status status_;
   int64_t n_ = 0;
   int64_t dim_ = 0;
+  float lr_ = 0.0f;
   const int64_t* ids_ = nullptr;
   const float* grads_ = nullptr;
-};
 
-float ScalarInput(OpKernelContext* context, int input) {
-  return context->input(input).scalar<float>()();
-}
+  static std::vector<int> FirstInputs(int count) {
+    std::vector<int> inputs(count);
+    for (int i = 0; i < count; ++i) inputs[i] = i;
+    return inputs;
+  }
+};
 
 REGISTER_OP("EmbeddingRowsApplySgd")
     .Input("var: resource")
@@ -418,9 +431,9 @@ class ApplySgdOp : public OpKernel {
  public:
   using OpKernel::OpKernel;
   void Compute(OpKernelContext* context) override {
-    SparseUpdate update(context, {0}, 2, 3);
+    SparseUpdate update(context, /*num_variables=*/1);
     OP_REQUIRES_OK(context, update.status());
-    const float lr = ScalarInput(context, 1);
+    const float lr = update.lr();
     update.ForEachRow(context, [lr](float** row, const float* g, int64_t dim) {
       float* w = row[0];
       for (int64_t c = 0; c < dim; ++c) w[c] -= lr * g[c];
@@ -444,9 +457,9 @@ class ApplyAdagradOp : public OpKernel {
  public:
   using OpKernel::OpKernel;
   void Compute(OpKernelContext* context) override {
-    SparseUpdate update(context, {0, 1}, 3, 4);
+    SparseUpdate update(context, /*num_variables=*/2);
     OP_REQUIRES_OK(context, update.status());
-    const float lr = ScalarInput(context, 2);
+    const float lr = update.lr();
     update.ForEachRow(context, [lr](float** row, const float* g, int64_t dim) {
       float* __restrict w = row[0];
       float* __restrict accumulator = row[1];
@@ -499,9 +512,9 @@ class ApplyLazyAdamOp : public OpKernel {
   }
 
   void Compute(OpKernelContext* context) override {
-    SparseUpdate update(context, {0, 1, 2}, 4, 5);
+    SparseUpdate update(context, /*num_variables=*/3);
     OP_REQUIRES_OK(context, update.status());
-    const float lr = ScalarInput(context, 3);
+    const float lr = update.lr();
     if (sum_inside_sqrt_) {
       Apply</*kSumInsideSqrt=*/true>(context, update, lr);
     } else {

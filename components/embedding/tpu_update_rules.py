@@ -493,18 +493,17 @@ def fused_kernel(optimizer, native: bool = False) -> Optional[_FusedKernel]:
   """A fused update exactly equal to `update_rows` for `optimizer`, or None.
 
   TensorFlow's kernels for SGD and Adagrad, and lazy Adam with the weights
-  updated in place; with `native`, the prefetching kernels of
-  `native_kernels` for the same three where they are built. Not with the
-  options these lack: weight decay and weight clipping. Gradient clipping is
-  applied before the kernel, as in `update_rows`.
+  updated in place; with `native` (the caller has checked
+  `native_kernels.usable_for`), the prefetching kernels of `native_kernels`
+  for the same three. Not with the options these lack: weight decay and
+  weight clipping. Gradient clipping is applied before the kernel, as in
+  `update_rows`.
   """
   if optimizer.weight_decay_factor or (
       optimizer.clip_weight_min is not None or
       optimizer.clip_weight_max is not None):
     return None
-  if native and native_kernels.library() is not None:
-    return _NATIVE.get(type(optimizer))
-  return _FUSED.get(type(optimizer))
+  return (_NATIVE if native else _FUSED).get(type(optimizer))
 
 
 def apply_sparse(optimizer, table: tf.Variable, slots: Mapping[str,
@@ -524,10 +523,10 @@ def apply_sparse(optimizer, table: tf.Variable, slots: Mapping[str,
       computes exactly this rule (`fused_kernel`); False always gathers the
       rows, applies `update_rows` and scatters them back (the reference).
     use_native_kernels: whether the fused kernel may be `native_kernels`'
-      (only for a table on a CPU).
+      (where they are built, for a table on a CPU).
   """
   ids, grads = sum_duplicates(gradient)
-  native = use_native_kernels and native_kernels.on_cpu(table)
+  native = use_native_kernels and native_kernels.usable_for(table)
   kernel = fused_kernel(optimizer, native) if use_fused_kernels else None
   if kernel is not None:
     grads = _clip(grads, optimizer.clip_gradient_min,

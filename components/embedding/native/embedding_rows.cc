@@ -419,6 +419,42 @@ class SparseUpdate {
   }
 };
 
+// An update whose only hyper-parameter is the learning rate: `Rule` says how
+// many variables it writes (the table first) and how one row changes.
+template <typename Rule>
+class LearningRateUpdateOp : public OpKernel {
+ public:
+  using OpKernel::OpKernel;
+  void Compute(OpKernelContext* context) override {
+    SparseUpdate update(context, Rule::kVariables);
+    OP_REQUIRES_OK(context, update.status());
+    const float lr = update.lr();
+    update.ForEachRow(context, [lr](float** row, const float* g, int64_t dim) {
+      Rule::Apply(row, g, dim, lr);
+    });
+  }
+};
+
+struct SgdRule {
+  static constexpr int kVariables = 1;
+  static void Apply(float** row, const float* g, int64_t dim, float lr) {
+    float* w = row[0];
+    for (int64_t c = 0; c < dim; ++c) w[c] -= lr * g[c];
+  }
+};
+
+struct AdagradRule {
+  static constexpr int kVariables = 2;
+  static void Apply(float** row, const float* g, int64_t dim, float lr) {
+    float* __restrict w = row[0];
+    float* __restrict accumulator = row[1];
+    for (int64_t c = 0; c < dim; ++c) {
+      accumulator[c] += g[c] * g[c];
+      w[c] -= lr * g[c] * (1.0f / std::sqrt(accumulator[c]));
+    }
+  }
+};
+
 REGISTER_OP("EmbeddingRowsApplySgd")
     .Input("var: resource")
     .Input("lr: float")
@@ -427,22 +463,8 @@ REGISTER_OP("EmbeddingRowsApplySgd")
     .SetShapeFn(shape_inference::NoOutputs)
     .Doc("var[indices] -= lr * grad (one row per id).");
 
-class ApplySgdOp : public OpKernel {
- public:
-  using OpKernel::OpKernel;
-  void Compute(OpKernelContext* context) override {
-    SparseUpdate update(context, /*num_variables=*/1);
-    OP_REQUIRES_OK(context, update.status());
-    const float lr = update.lr();
-    update.ForEachRow(context, [lr](float** row, const float* g, int64_t dim) {
-      float* w = row[0];
-      for (int64_t c = 0; c < dim; ++c) w[c] -= lr * g[c];
-    });
-  }
-};
-
 REGISTER_KERNEL_BUILDER(Name("EmbeddingRowsApplySgd").Device(DEVICE_CPU),
-                        ApplySgdOp);
+                        LearningRateUpdateOp<SgdRule>);
 
 REGISTER_OP("EmbeddingRowsApplyAdagrad")
     .Input("var: resource")
@@ -453,26 +475,8 @@ REGISTER_OP("EmbeddingRowsApplyAdagrad")
     .SetShapeFn(shape_inference::NoOutputs)
     .Doc("accum += g * g; var -= lr * g * rsqrt(accum), row by row.");
 
-class ApplyAdagradOp : public OpKernel {
- public:
-  using OpKernel::OpKernel;
-  void Compute(OpKernelContext* context) override {
-    SparseUpdate update(context, /*num_variables=*/2);
-    OP_REQUIRES_OK(context, update.status());
-    const float lr = update.lr();
-    update.ForEachRow(context, [lr](float** row, const float* g, int64_t dim) {
-      float* __restrict w = row[0];
-      float* __restrict accumulator = row[1];
-      for (int64_t c = 0; c < dim; ++c) {
-        accumulator[c] += g[c] * g[c];
-        w[c] -= lr * g[c] * (1.0f / std::sqrt(accumulator[c]));
-      }
-    });
-  }
-};
-
 REGISTER_KERNEL_BUILDER(Name("EmbeddingRowsApplyAdagrad").Device(DEVICE_CPU),
-                        ApplyAdagradOp);
+                        LearningRateUpdateOp<AdagradRule>);
 
 REGISTER_OP("EmbeddingRowsApplyLazyAdam")
     .Input("var: resource")

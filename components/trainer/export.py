@@ -144,10 +144,10 @@ def _check_tables_in_checkpoint(tables: List[str],
   """Raises unless every table has a value in the checkpoint: its own, or
   its stack's with a recorded SparseCore layout."""
   reader = tf.train.load_checkpoint(checkpoint_path)
-  stored = {table: layout.stacked_table_name for table, layout in
-            warm_start_state.sparse_core_layouts(reader).items()}
+  stacked = warm_start_state.sparse_core_layouts(reader)
   missing = [table for table in tables if not reader.has_tensor(
-      warm_start_state.checkpoint_key(stored.get(table, table)))]
+      warm_start_state.checkpoint_key(
+          warm_start_state.stored_table_name(table, stacked)))]
   if missing:
     raise ValueError(
         f'The checkpoint {checkpoint_path} holds no values for the tables '

@@ -142,6 +142,15 @@ def sparse_core_layouts(reader: Any) -> Dict[str, sparsecore_layouts.TableLayout
       reader, checkpoint_key(sparsecore_layouts.LAYOUTS_KEY))
 
 
+def stored_table_name(table: str,
+                      stacked: Mapping[str, sparsecore_layouts.TableLayout]
+                     ) -> str:
+  """The name a checkpoint keeps ``table``'s values under: its stack's where
+  ``stacked`` (``sparse_core_layouts``) records one, else its own."""
+  layout = stacked.get(table)
+  return layout.stacked_table_name if layout else table
+
+
 def dense_variable_shapes(checkpoint_path: str) -> Dict[str, List[int]]:
   """The dense model's variables (not its optimizer slots) and their shapes."""
   return {
@@ -188,7 +197,7 @@ def save_state(state_dir: str, resolved: Any, transform_output: Any,
   tables = {}
   for name, table in resolved.tables.items():
     layout = stacked.get(name)
-    stored = layout.stacked_table_name if layout else name
+    stored = stored_table_name(name, stacked)
     keys = {'parameters': checkpoint_key(stored)}
     keys.update({slot: checkpoint_key(stored, slot) for slot in slots})
     missing = sorted(k for k in keys.values() if not reader.has_tensor(k))

@@ -47,6 +47,7 @@ def _check_result(result):
     assert measure.is_sane(result['memory_plan_bytes']), result
   elif kind == 'input_movies':
     assert _sane_summary(result['examples_per_second']), result
+    assert _sane_summary(result['blocks_examples_per_second']), result
     assert _sane_summary(result['streaming_examples_per_second']), result
   elif kind == 'sparse_kernel':
     for name in _built_kernels():
@@ -162,14 +163,16 @@ def test_report_relates_input_rate_and_fixed_costs_to_training():
                              'export_seconds': 7.0}}
   pipeline = {'case': {'kind': 'input_movies', 'optimizer': 'adagrad'},
               'examples_per_second': _summary(3500.0),
+              'blocks_examples_per_second': _summary(3000.0),
               'streaming_examples_per_second': _summary(2000.0)}
   data = {'results': [product, pipeline],
           'sizes': {'movies_input_batches': 16, 'movies_batch_size': 256}}
   analysis = report.analyze(data)
   assert analysis['input_ratio'] == {'adam': 3.5}
+  assert analysis['blocks_input_ratio'] == {'adam': 3.0}
   assert analysis['streaming_input_ratio'] == {'adam': 2.0}
   text = '\n'.join(report._fixed_costs(data, analysis))  # pylint: disable=protected-access
-  assert '| adam | 1,000 | 3.50× | 2.00× | 4.0 | 2.5 | 7.0 |' in text
+  assert '| adam | 1,000 | 3.50× | 3.00× | 2.00× | 4.0 | 2.5 | 7.0 |' in text
 
 
 def test_report_separates_table_size_from_id_spread():

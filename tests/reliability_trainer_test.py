@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 
 import numpy as np
 import pytest
@@ -193,7 +194,7 @@ def test_run_identity_ignores_only_how_the_run_is_carried_out():
 
 
 def _executor_dicts(movies_transform, root, execution, job='',
-                    steps_per_execution=2):
+                    steps_per_execution=2, **config_overrides):
   """The executor's arguments; with `job`, laid out as a Vertex AI job's
   artifacts (a folder per job) and with the builder's resume root."""
   examples_dir, transform_dir = movies_transform
@@ -212,7 +213,8 @@ def _executor_dicts(movies_transform, root, execution, job='',
   properties = {'embedding_spec': _spec_json(24),
                 'training_config': _config(
                     train_steps=24, checkpoint_every=8, log_every=8,
-                    steps_per_execution=steps_per_execution).to_json()}
+                    steps_per_execution=steps_per_execution,
+                    **config_overrides).to_json()}
   if job:
     properties[executor_lib.RESUME_ROOT_KEY] = os.path.join(
         root, 'Trainer', resume.RESUME_DIR)
@@ -233,32 +235,49 @@ def killed_train(*args, **kwargs):
   return train(*args, on_step=on_step, **kwargs)
 loop.train = killed_train
 executor.Executor().Do(*t._executor_dicts(({examples!r}, {transform!r}),
-                                          {root!r}, 1, {job!r}))
+                                          {root!r}, 1, {job!r},
+                                          **{overrides!r}))
 """
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize('layout', ['local', 'vertex'])
 def test_a_killed_trainer_resumes_when_rerun_and_a_finished_one_does_not(
-    movies_transform, tmp_path, layout):
+    movies_transform, tmp_path, layout, monkeypatch):
   """Local: every execution's ModelRun beside the others. Vertex AI: each
-  pipeline job's outputs in a folder of its own, the resume root shared."""
+  pipeline job's outputs in a folder of its own, the resume root shared;
+  there the training files count as large (parsed once into blocks on local
+  disk) and the rerun runs on another machine, without the killed run's
+  blocks."""
   root = str(tmp_path)
   jobs = iter(['job-1', 'job-2', 'job-3'] if layout == 'vertex' else [''] * 3)
+  overrides = {'in_memory_train_mib': 0} if layout == 'vertex' else {}
+  local_tmp = tmp_path / 'local_tmp'
+  local_tmp.mkdir()
+  monkeypatch.setenv('TMPDIR', str(local_tmp))
+  monkeypatch.setattr(tempfile, 'tempdir', None)  # Read TMPDIR again.
+  blocks_root = local_tmp / 'tpu_embedding_tfx_blocks'
   script = _KILLED_EXECUTOR.format(
       tests_dir=os.path.dirname(__file__), examples=movies_transform[0],
-      transform=movies_transform[1], root=root, job=next(jobs))
+      transform=movies_transform[1], root=root, job=next(jobs),
+      overrides=overrides)
   killed = subprocess.run([sys.executable, '-c', script], check=False,
                           capture_output=True)
   assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()[-2000:]
+  if layout == 'vertex':
+    assert len(os.listdir(blocks_root)) == 1  # Kept for a resume.
+    shutil.rmtree(blocks_root)
   # The rerun is a new execution with a new ModelRun folder, and runs more
   # steps per call: that changes how it runs, not what it trains.
   input_dict, output_dict, properties = _executor_dicts(
-      movies_transform, root, 2, next(jobs), steps_per_execution=4)
+      movies_transform, root, 2, next(jobs), steps_per_execution=4,
+      **overrides)
   executor_lib.Executor().Do(input_dict, output_dict, properties)
   rerun = training.TrainingResult.load(output_dict['model_run'][0].uri)
   assert rerun.resumed_from_step == 8 and rerun.steps == 24
   assert not tf.io.gfile.listdir(os.path.join(root, 'Trainer', 'resume'))
+  if layout == 'vertex':
+    assert not os.listdir(blocks_root)  # Removed when training ended.
   assert tf.io.gfile.exists(os.path.join(output_dict['model_run'][0].uri,
                                          loop.CHECKPOINT_DIR))
   # A later run of the same inputs starts afresh: nothing stale is resumed.
@@ -367,7 +386,8 @@ def test_without_the_native_kernels_training_uses_tensorflows(
 @pytest.mark.parametrize('field, value', [
     ('train_steps', True), ('batch_size', 0), ('eval_steps', -1),
     ('dense_learning_rate', float('nan')), ('dense_learning_rate', 'fast'),
-    ('export_projector', 'yes'), ('embedding_engine', 'v9'),
+    ('export_projector', 'yes'), ('parse_once', 'no'),
+    ('embedding_engine', 'v9'),
 ])
 def test_bad_training_config_values_are_refused(field, value):
   with pytest.raises(ValueError, match=f'TrainingConfig.{field}'):

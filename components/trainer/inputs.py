@@ -3,19 +3,29 @@
 Reads Transform's gzipped tf.Example TFRecords, parses them with the
 transformed feature spec (ragged ids for lists) and yields fixed-size batches:
 the last partial batch is dropped so that every step has the same static
-shape, as TPUs require. Small training data (``TrainingConfig.
-in_memory_train_mib``) is parsed into memory once and each epoch is a full
-seeded shuffle of it; larger data streams from the files through a shuffle
-buffer. The training iterator is checkpointable, so a resumed run continues
-from the same input position.
+shape, as TPUs require. Training data is parsed once and batches are
+gathered from the parsed tensors:
+
+- small data (``TrainingConfig.in_memory_train_mib``) is held in memory and
+  each epoch is a full seeded shuffle of it;
+- larger data is parsed into blocks on local disk (``parsed_blocks``), read
+  back in a new random order every epoch;
+- or, without a folder for the blocks, it streams from the files through a
+  shuffle buffer and is parsed every epoch.
+
+The training iterator is checkpointable, so a resumed run continues from the
+same input position.
 """
 
+import math
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 import tensorflow as tf
 from tfx import types
 from tfx.types import artifact_utils
 from tfx.utils import io_utils
+
+from components.trainer import parsed_blocks
 
 Features = Dict[str, Any]
 
@@ -76,7 +86,9 @@ def make_dataset(files: List[str],
                  label_fn: Optional[Callable[[tf.Tensor], tf.Tensor]] = None,
                  input_context: Optional[tf.distribute.InputContext] = None,
                  prepare: Optional[Callable[[Features, tf.Tensor], Any]] = None,
-                 in_memory: bool = False) -> tf.data.Dataset:
+                 in_memory: bool = False,
+                 blocks_dir: Optional[str] = None,
+                 max_examples: Optional[int] = None) -> tf.data.Dataset:
   """Batches of ``(features, labels)``, or of ``prepare(features, labels)``.
 
   Training data is shuffled (seeded) and repeated forever; evaluation data is
@@ -85,9 +97,12 @@ def make_dataset(files: List[str],
   ``input_context`` (multi-host TPU input) this host reads only its share of
   the records, and ``batch_size`` is the per-replica batch.
 
-  Training data is streamed from the files through a shuffle buffer of
-  ``shuffle_buffer`` records, or with ``in_memory`` read and parsed once and
-  drawn from memory (``_in_memory_batches``).
+  Training data is read and parsed once: with ``in_memory`` into memory
+  (``_in_memory_batches``), else with a ``blocks_dir`` into blocks of about
+  ``shuffle_buffer`` examples in that local folder (``_block_batches``;
+  ``max_examples``: the examples the run will take, so that no more is
+  parsed than it reads). With neither, it streams from the files through a
+  shuffle buffer of ``shuffle_buffer`` records and is parsed every epoch.
 
   ``prepare`` (the trainer's id mapping, ``loop.BatchPreparer``) runs in the
   same parallel map as the parsing: a map of its own after the prefetch
@@ -106,6 +121,16 @@ def make_dataset(files: List[str],
   if training and in_memory:
     return _in_memory_batches(records, parse, finish, batch_size, seed,
                               drop_remainder)
+  if training and blocks_dir:
+    if not drop_remainder:
+      raise ValueError('Training batches from parsed blocks are always full: '
+                       'drop_remainder must be True.')
+    key = {'files': [_file_identity(path) for path in files],
+           'batch_size': batch_size,
+           'shuffle_buffer': shuffle_buffer, 'max_examples': max_examples,
+           'shard': _shard(input_context)}
+    return _block_batches(records, parse, finish, batch_size, shuffle_buffer,
+                          seed, blocks_dir, key, max_examples)
   if training:
     records = records.shuffle(shuffle_buffer, seed=seed,
                               reshuffle_each_iteration=True).repeat()
@@ -135,6 +160,27 @@ def _parser(feature_spec: Mapping[str, Any], label_key: str,
 _READ_CHUNK = 65_536
 
 
+def _shard(input_context: Optional[tf.distribute.InputContext]
+          ) -> Tuple[int, int]:
+  """(input pipelines, this one's id): the share of records this host reads."""
+  if input_context is None:
+    return (1, 0)
+  return (input_context.num_input_pipelines, input_context.input_pipeline_id)
+
+
+def _file_identity(path: str) -> Tuple[str, int, int]:
+  """(path, size, modification time): a changed file is parsed again."""
+  stat = tf.io.gfile.stat(path)
+  return (path, stat.length, stat.mtime_nsec)
+
+
+def _gather_rows(features: Features, labels: tf.Tensor,
+                 rows: tf.Tensor) -> Tuple[Features, tf.Tensor]:
+  """Examples ``rows`` of parsed ``features`` and ``labels``."""
+  return ({key: tf.gather(value, rows) for key, value in features.items()},
+          tf.gather(labels, rows))
+
+
 def _in_memory_batches(records: tf.data.Dataset,
                        parse: Callable[[tf.Tensor], Tuple[Features, tf.Tensor]],
                        finish: Callable[[Features, tf.Tensor], Any],
@@ -160,11 +206,39 @@ def _in_memory_batches(records: tf.data.Dataset,
   count = int(tf.shape(labels)[0])
 
   def gather(rows: tf.Tensor) -> Any:
-    return finish({key: tf.gather(value, rows)
-                   for key, value in features.items()}, tf.gather(labels, rows))
+    return finish(*_gather_rows(features, labels, rows))
 
   return (tf.data.Dataset.range(count)
           .shuffle(count, seed=seed, reshuffle_each_iteration=True).repeat()
           .batch(batch_size, drop_remainder=drop_remainder)
           .map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
           .prefetch(tf.data.AUTOTUNE))
+
+
+def _block_batches(records: tf.data.Dataset,
+                   parse: Callable[[tf.Tensor], Tuple[Features, tf.Tensor]],
+                   finish: Callable[[Features, tf.Tensor], Any],
+                   batch_size: int, shuffle_buffer: int, seed: Optional[int],
+                   blocks_dir: str, key: Dict[str, Any],
+                   max_examples: Optional[int]) -> tf.data.Dataset:
+  """Training batches from the records parsed once into blocks on disk.
+
+  The first ``max_examples`` records (all, when None), rounded up to whole
+  blocks, are parsed, unless ``blocks_dir`` already holds them; the batches
+  then come from ``parsed_blocks.shuffled_batches``.
+  """
+  rows = parsed_blocks.block_rows(shuffle_buffer, batch_size)
+  blocks = records.batch(rows).map(parse, num_parallel_calls=tf.data.AUTOTUNE,
+                                   deterministic=True)
+  if max_examples is not None:
+    blocks = blocks.take(math.ceil(max_examples / rows))
+  manifest = parsed_blocks.write_blocks(blocks, blocks_dir, key)
+  if manifest['num_examples'] < batch_size:
+    raise ValueError(f'The training files hold {manifest["num_examples"]} '
+                     f'examples, fewer than one batch of {batch_size}.')
+  return parsed_blocks.shuffled_batches(
+      blocks_dir, manifest['num_blocks'], blocks.element_spec, batch_size,
+      seed, lambda block, batch_rows: _gather_rows(*block, batch_rows)
+  ).map(lambda features, labels: finish(features, labels),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True).prefetch(tf.data.AUTOTUNE)

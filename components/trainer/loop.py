@@ -26,6 +26,7 @@ from components.trainer import config as config_lib
 from components.trainer import health as health_lib
 from components.trainer import inputs
 from components.trainer import multihost
+from components.trainer import parsed_blocks
 from components.trainer import tasks
 
 CHECKPOINT_DIR = 'checkpoints'
@@ -274,10 +275,13 @@ def train(config: config_lib.TrainingConfig,
     dense_optimizer = tf_keras.optimizers.Adam(config.dense_learning_rate)
   prepare = BatchPreparer(resolved_spec.id_mapper(), dense_keys)
   in_memory = inputs.holds_in_memory(train_files, config.in_memory_train_mib)
+  blocks_dir = (parsed_blocks.local_folder(run_dir)
+                if config.parse_once and not in_memory else None)
   logging.info('Training files: %.1f MiB, %s (in_memory_train_mib=%d).',
                inputs.total_mib(train_files),
-               'parsed into memory once' if in_memory else 'streamed',
-               config.in_memory_train_mib)
+               'parsed into memory once' if in_memory else
+               f'parsed once into blocks in {blocks_dir}' if blocks_dir else
+               'streamed and parsed every epoch', config.in_memory_train_mib)
 
   def train_data(context: tf.distribute.InputContext) -> tf.data.Dataset:
     return inputs.make_dataset(
@@ -285,7 +289,9 @@ def train(config: config_lib.TrainingConfig,
         context.get_per_replica_batch_size(config.batch_size),
         training=True, shuffle_buffer=config.shuffle_buffer,
         seed=config.seed, label_fn=task.labels,
-        input_context=context, prepare=prepare, in_memory=in_memory)
+        input_context=context, prepare=prepare, in_memory=in_memory,
+        blocks_dir=blocks_dir,
+        max_examples=config.train_steps * config.batch_size)
 
   iterator = iter(backend.distribute_from_function(train_data))
   health = health_lib.TrainingHealth(resolved_spec, backend.name,
@@ -364,6 +370,8 @@ def train(config: config_lib.TrainingConfig,
     for name, value in metrics.items():
       tf.summary.scalar(name, value)
   logging.info('Evaluation: %s', metrics)
+  if blocks_dir:
+    parsed_blocks.remove(blocks_dir)  # Kept only while a rerun may resume.
   return TrainResult(
       steps=int(global_step.numpy()),
       resumed_from_step=resumed_from,

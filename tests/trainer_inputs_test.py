@@ -195,6 +195,20 @@ def test_a_cache_without_its_manifest_is_parsed_again(tmp_path):
   assert (folder / parsed_blocks.MANIFEST).exists()
 
 
+def test_a_block_that_cannot_be_written_says_what_to_do(tmp_path,
+                                                         monkeypatch):
+  path = str(tmp_path / 'data.gz')
+  _write_examples(path, 16)
+
+  def full_disk(filename, contents):
+    raise tf.errors.ResourceExhaustedError(None, None, 'No space left')
+
+  monkeypatch.setattr(tf.io, 'write_file', full_disk)
+  with pytest.raises(OSError, match='No space left.*point TMPDIR at a '
+                     'larger disk, or set TrainingConfig.parse_once'):
+    _training_batches(path, 'blocks')
+
+
 def test_parsed_blocks_refuse_fewer_examples_than_a_batch(tmp_path):
   path = str(tmp_path / 'data.gz')
   _write_examples(path, 3)

@@ -37,6 +37,7 @@ from absl import logging
 
 MANIFEST = 'manifest.json'
 _BLOCK_FILE = 'block-{:05d}'
+_LOG_SECONDS = 30  # Progress lines while a large training set is parsed.
 
 Element = Tuple[Any, tf.Tensor]  # (features, labels), as inputs' parser gives.
 
@@ -110,11 +111,23 @@ def write_blocks(parsed_blocks: tf.data.Dataset, directory: str,
       lambda features, labels: (encode((features, labels)),
                                 tf.shape(labels)[0]),
       num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  logged = start
   for data, rows in encoded.prefetch(2):
-    tf.io.write_file(os.path.join(directory, _BLOCK_FILE.format(num_blocks)),
-                     data)
+    path = os.path.join(directory, _BLOCK_FILE.format(num_blocks))
+    try:
+      tf.io.write_file(path, data)
+    except tf.errors.OpError as error:
+      raise OSError(
+          f'Could not write parsed block {path} ({error.message}). The '
+          f'blocks need about the parsed size of the training examples: '
+          f'point TMPDIR at a larger disk, or set TrainingConfig.parse_once '
+          f'to False to parse the files every epoch.') from error
     num_blocks += 1
     num_examples += int(rows)
+    if time.perf_counter() - logged > _LOG_SECONDS:
+      logged = time.perf_counter()
+      logging.info('Parsed %d examples into %d blocks so far.', num_examples,
+                   num_blocks)
   if not num_examples:
     raise ValueError('The training files hold no examples.')
   manifest = {'key': key, 'num_blocks': num_blocks,

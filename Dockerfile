@@ -32,6 +32,12 @@ RUN if [ "${TPU}" = "true" ]; then \
 COPY . ./
 RUN pip install --no-cache-dir --ignore-requires-python --no-deps \
       --no-build-isolation -e .
+# The CPU path's native embedding kernels, built against this image's
+# TensorFlow so that CPU training here needs no compiler at run time (the
+# build says so and goes on where the image has none; TPU training does not
+# use them).
+ENV TPU_EMBEDDING_NATIVE_CACHE=/pipeline/.native_kernels
+RUN python -m components.embedding.native_kernels
 # The Kubeflow v2 entry point imports custom artifact types by their type name
 # (tpu_embedding_tfx.EmbeddingStatistics): a module at the repository root.
 ENV PYTHONPATH="/pipeline:${PYTHONPATH}"

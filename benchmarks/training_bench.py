@@ -400,16 +400,17 @@ def _movies_dataset(case: Mapping[str, Any], resolved: Any, feature_spec: Any,
   training = split == 'train'
   files = inputs.split_files(
       [_trainer_fixture().examples_artifact(case['examples_dir'])], [split])
-  in_memory = not large and inputs.holds_in_memory(
-      files, config_lib.TrainingConfig.in_memory_train_mib)
-  blocks_dir = (os.path.join(case['root'], 'parsed_blocks')
-                if training and large and parse_once else None)
+  form = inputs.training_input(
+      files, 0 if large else config_lib.TrainingConfig.in_memory_train_mib,
+      parse_once)
   return inputs.make_dataset(
       files, feature_spec, features.TRANSFORMED_LABEL, case['batch_size'],
       training=training, shuffle_buffer=1024, seed=0,
       drop_remainder=training,
       prepare=loop.BatchPreparer(resolved.id_mapper(), dense_keys),
-      in_memory=in_memory, blocks_dir=blocks_dir)
+      in_memory=form == inputs.IN_MEMORY,
+      blocks_dir=(os.path.join(case['root'], 'parsed_blocks')
+                  if form == inputs.PARSED_BLOCKS else None))
 
 
 def _movies_fixed_costs(case: Mapping[str, Any], output: Any, resolved: Any,

@@ -276,3 +276,20 @@ def test_an_unwritable_cache_falls_back_to_a_temporary_folder(monkeypatch,
   monkeypatch.setenv('XDG_CACHE_HOME', str(tmp_path / 'cache'))
   assert native_kernels._cache_folder() == (  # pylint: disable=protected-access
       tmp_path / 'cache' / 'tpu_embedding_tfx')
+
+
+def test_the_build_command_builds_or_says_why_not(library, monkeypatch,
+                                                  capsys):
+  del library
+  try:
+    assert native_kernels.main([]) == 0
+    assert str(native_kernels.library_path(native_kernels._compiler())) in (  # pylint: disable=protected-access
+        capsys.readouterr().out)
+    native_kernels._load.cache_clear()  # pylint: disable=protected-access
+    monkeypatch.setenv('CXX', 'false')
+    monkeypatch.setenv('PATH', '')
+    assert native_kernels.main([]) == 0  # An image without a compiler.
+    assert 'were not built' in capsys.readouterr().out
+    assert native_kernels.main(['--require']) == 1
+  finally:
+    native_kernels._load.cache_clear()  # pylint: disable=protected-access

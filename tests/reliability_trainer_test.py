@@ -179,18 +179,28 @@ def test_resume_fingerprint_follows_inputs_and_config(tmp_path):
                                 f'gs://b/r/Trainer/resume/{same}')
 
 
-def test_run_identity_ignores_only_how_the_run_is_carried_out():
-  identity = _config().run_identity(in_memory=True)
+def test_run_identity_ignores_only_how_the_run_is_carried_out(tmp_path):
+  memory = inputs.IN_MEMORY
+  identity = _config().run_identity(memory)
   # Steps per call, log and checkpoint intervals: the same trained model.
   assert _config(steps_per_execution=7, log_every=3,
-                 checkpoint_every=11).run_identity(True) == identity
-  # A threshold that keeps the same files in memory: the same example order.
-  assert _config(in_memory_train_mib=64).run_identity(True) == identity
-  # Streaming instead changes the order; so do the settings of the model.
-  assert _config().run_identity(in_memory=False) != identity
+                 checkpoint_every=11).run_identity(memory) == identity
+  # Settings that keep the same files in memory: the same example order.
+  assert _config(in_memory_train_mib=64,
+                 parse_once=False).run_identity(memory) == identity
+  # Blocks or streaming instead change the order; so do the model's settings.
+  assert _config().run_identity(inputs.PARSED_BLOCKS) != identity
+  assert _config().run_identity(inputs.STREAMED) != _config().run_identity(
+      inputs.PARSED_BLOCKS)
   for changed in (dict(train_steps=9), dict(seed=4), dict(batch_size=64),
                   dict(shuffle_buffer=3), dict(dense_learning_rate=0.5)):
-    assert _config(**changed).run_identity(True) != identity, changed
+    assert _config(**changed).run_identity(memory) != identity, changed
+  # The form follows the files' size and parse_once.
+  (tmp_path / 'train.gz').write_bytes(b'x' * 2**20)
+  files = [str(tmp_path / 'train.gz')]
+  assert inputs.training_input(files, 1, False) == inputs.IN_MEMORY
+  assert inputs.training_input(files, 0, True) == inputs.PARSED_BLOCKS
+  assert inputs.training_input(files, 0, False) == inputs.STREAMED
 
 
 def _executor_dicts(movies_transform, root, execution, job='',

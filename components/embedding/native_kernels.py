@@ -24,6 +24,10 @@ Environment:
     `$XDG_CACHE_HOME/tpu_embedding_tfx` or `~/.cache/tpu_embedding_tfx`, else a
     folder of its own under the temporary folder).
   CXX: the compiler (default `c++`, then `g++`).
+
+`python -m components.embedding.native_kernels` builds them ahead, as an
+image's build step does (with `TPU_EMBEDDING_NATIVE_CACHE` set to a folder
+inside the image), so that training there needs no compiler.
 """
 
 import functools
@@ -34,6 +38,7 @@ import pathlib
 import platform
 import shutil
 import subprocess
+import sys
 import tempfile
 from typing import Any, Optional
 
@@ -205,3 +210,22 @@ def apply_lazy_adam(optimizer: Any, table: tf.Variable, momenta: tf.Variable,
       beta_2=optimizer.beta_2, one_minus_beta_2=1.0 - optimizer.beta_2,
       epsilon=optimizer.epsilon, epsilon_squared=optimizer.epsilon**2,
       sum_inside_sqrt=optimizer.sum_inside_sqrt)
+
+
+def main(argv: Optional[list] = None) -> int:
+  """Builds the kernels into the cache folder and says where, or why not.
+
+  Exits 0 either way (training falls back to TensorFlow's kernels), unless
+  `--require` is given: then 1 when they could not be built.
+  """
+  args = sys.argv[1:] if argv is None else argv
+  if _load() is None:
+    print("The native embedding kernels were not built (see the warning); "
+          "training will use TensorFlow's kernels.")
+    return 1 if '--require' in args else 0
+  print(f'Built the native embedding kernels: {library_path(_compiler())}')
+  return 0
+
+
+if __name__ == '__main__':
+  sys.exit(main())

@@ -180,18 +180,18 @@ class TrainingConfig:
     return list(dict.fromkeys(
         [self.model_fn.split('.')[0]] + list(self.spec_module_prefixes)))
 
-  def run_identity(self, in_memory: bool) -> Dict[str, Any]:
+  def run_identity(self, training_input: str) -> Dict[str, Any]:
     """The settings that decide the trained model, for resuming a run.
 
-    Every field but ``EXECUTION_ONLY_FIELDS``; ``in_memory_train_mib`` is
-    replaced by its outcome for this run's files (``in_memory``: whether they
-    are parsed into memory), which decides the order of the examples and the
-    form of the input position in a checkpoint.
+    Every field but ``EXECUTION_ONLY_FIELDS``; ``in_memory_train_mib`` and
+    ``parse_once`` are replaced by their outcome for this run's files
+    (``training_input``: ``inputs.training_input``), which decides the order
+    of the examples and the form of the input position in a checkpoint.
     """
     identity = self.to_dict()
-    for name in EXECUTION_ONLY_FIELDS + ('in_memory_train_mib',):
+    for name in EXECUTION_ONLY_FIELDS + ('in_memory_train_mib', 'parse_once'):
       del identity[name]
-    identity['in_memory'] = in_memory
+    identity['training_input'] = training_input
     return identity
 
   @property

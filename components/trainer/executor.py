@@ -84,11 +84,11 @@ def _working_dir(input_dict: Dict[str, List[types.Artifact]],
   """The run's resumable folder (``resume``), named by what decides the
   trained model: the inputs, and the properties with the config reduced to
   ``TrainingConfig.run_identity`` and without the folder's own root."""
-  in_memory = inputs.holds_in_memory(
+  form = inputs.training_input(
       [path for paths in train_files.values() for path in paths],
-      config.in_memory_train_mib)
+      config.in_memory_train_mib, config.parse_once)
   properties = {**exec_properties,
-                TRAINING_CONFIG_KEY: config.run_identity(in_memory),
+                TRAINING_CONFIG_KEY: config.run_identity(form),
                 RESUME_ROOT_KEY: None}
   return resume.working_dir(
       model_run_uri,

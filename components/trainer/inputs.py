@@ -75,6 +75,22 @@ def holds_in_memory(files: List[str], in_memory_train_mib: int) -> bool:
   return 0 < in_memory_train_mib and total_mib(files) <= in_memory_train_mib
 
 
+# How training reads its files (``training_input``).
+IN_MEMORY = 'in_memory'
+PARSED_BLOCKS = 'parsed_blocks'
+STREAMED = 'streamed'
+
+
+def training_input(files: List[str], in_memory_train_mib: int,
+                   parse_once: bool) -> str:
+  """How training reads ``files`` (the ``TrainingConfig`` fields of the same
+  names decide): ``IN_MEMORY``, ``PARSED_BLOCKS`` or ``STREAMED``. It
+  decides the order of the examples, so the resume fingerprint holds it."""
+  if holds_in_memory(files, in_memory_train_mib):
+    return IN_MEMORY
+  return PARSED_BLOCKS if parse_once else STREAMED
+
+
 def make_dataset(files: List[str],
                  feature_spec: Mapping[str, Any],
                  label_key: str,

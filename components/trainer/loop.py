@@ -274,14 +274,13 @@ def train(config: config_lib.TrainingConfig,
     model = tasks.import_by_path(config.model_fn)(resolved_spec, dense_keys)
     dense_optimizer = tf_keras.optimizers.Adam(config.dense_learning_rate)
   prepare = BatchPreparer(resolved_spec.id_mapper(), dense_keys)
-  in_memory = inputs.holds_in_memory(train_files, config.in_memory_train_mib)
+  form = inputs.training_input(train_files, config.in_memory_train_mib,
+                               config.parse_once)
   blocks_dir = (parsed_blocks.local_folder(run_dir)
-                if config.parse_once and not in_memory else None)
-  logging.info('Training files: %.1f MiB, %s (in_memory_train_mib=%d).',
-               inputs.total_mib(train_files),
-               'parsed into memory once' if in_memory else
-               f'parsed once into blocks in {blocks_dir}' if blocks_dir else
-               'streamed and parsed every epoch', config.in_memory_train_mib)
+                if form == inputs.PARSED_BLOCKS else None)
+  logging.info('Training files: %.1f MiB, read as %s (in_memory_train_mib=%d, '
+               'parse_once=%s).', inputs.total_mib(train_files), form,
+               config.in_memory_train_mib, config.parse_once)
 
   def train_data(context: tf.distribute.InputContext) -> tf.data.Dataset:
     return inputs.make_dataset(
@@ -289,8 +288,8 @@ def train(config: config_lib.TrainingConfig,
         context.get_per_replica_batch_size(config.batch_size),
         training=True, shuffle_buffer=config.shuffle_buffer,
         seed=config.seed, label_fn=task.labels,
-        input_context=context, prepare=prepare, in_memory=in_memory,
-        blocks_dir=blocks_dir,
+        input_context=context, prepare=prepare,
+        in_memory=form == inputs.IN_MEMORY, blocks_dir=blocks_dir,
         max_examples=config.train_steps * config.batch_size)
 
   iterator = iter(backend.distribute_from_function(train_data))

@@ -42,6 +42,7 @@ import tensorflow as tf
 from absl import logging
 
 from components.embedding import cpu_embedding
+from components.trainer import engines
 from components.trainer import sparsecore_layouts
 from components.trainer import warm_start_state as state_lib
 
@@ -190,7 +191,7 @@ def _write_staged_tables(staging: Any, embedding: Any, engine: str,
                          path: str) -> str:
   """Writes the remapped tables and slots in the layout of the run's
   embedding; returns the checkpoint's path."""
-  if engine != 'v2':
+  if engine != engines.V2:
     return tf.train.Checkpoint(embedding=staging).write(path)
   values = {table.name: {name: variable.numpy() for name, variable in
                          staging._table_variables(table).items()}  # pylint: disable=protected-access

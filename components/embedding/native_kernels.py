@@ -48,11 +48,14 @@ SWITCH_VARIABLE = 'TPU_EMBEDDING_NATIVE_KERNELS'
 CACHE_VARIABLE = 'TPU_EMBEDDING_NATIVE_CACHE'
 SOURCE = pathlib.Path(__file__).parent / 'native' / 'embedding_rows.cc'
 # No FMA contraction, so each product and sum rounds as TensorFlow's separate
-# ops round them; no errno, so the square roots vectorize; AVX on x86, which
-# TensorFlow's own x86 wheels require.
-_CXX_FLAGS = ('-O3', '-fno-math-errno', '-ffp-contract=off', '-shared',
-              '-fPIC') + (('-mavx',) if platform.machine().lower() in (
-                  'x86_64', 'amd64') else ())
+# ops round them; no errno, so the square roots vectorize; no trapping math
+# (nothing here reads the floating-point flags), so FTRL's comparisons become
+# vector selects; AVX on x86, which TensorFlow's own x86 wheels require.
+# None of these changes a result.
+_CXX_FLAGS = ('-O3', '-fno-math-errno', '-fno-trapping-math',
+              '-ffp-contract=off', '-shared', '-fPIC') + (
+                  ('-mavx',) if platform.machine().lower() in (
+                      'x86_64', 'amd64') else ())
 
 
 def enabled() -> bool:
@@ -210,6 +213,23 @@ def apply_lazy_adam(optimizer: Any, table: tf.Variable, momenta: tf.Variable,
       beta_2=optimizer.beta_2, one_minus_beta_2=1.0 - optimizer.beta_2,
       epsilon=optimizer.epsilon, epsilon_squared=optimizer.epsilon**2,
       sum_inside_sqrt=optimizer.sum_inside_sqrt)
+
+
+def apply_ftrl(optimizer: Any, table: tf.Variable, accumulators: tf.Variable,
+               linears: tf.Variable, ids: tf.Tensor, grads: tf.Tensor,
+               lr: tf.Tensor) -> Any:
+  """FTRL-proximal with the TPU's `beta` on the distinct rows
+  (`tpu_update_rules._ftrl_rule`): the same float32 constants, the same
+  order of operations; a power of 1/2 is a square root (TensorFlow's `Pow`
+  may differ from it in the last bit)."""
+  return library().embedding_rows_apply_ftrl(
+      table.handle, accumulators.handle, linears.handle, lr, grads,
+      tf.cast(ids, tf.int64), power=-optimizer.learning_rate_power,
+      l1=optimizer.l1_regularization_strength,
+      l2=optimizer.l2_regularization_strength,
+      two_l2=2.0 * optimizer.l2_regularization_strength,
+      beta=optimizer.beta,
+      multiply_linear_by_lr=optimizer.multiply_linear_by_learning_rate)
 
 
 def main(argv: Optional[list] = None) -> int:

@@ -475,6 +475,14 @@ def _native_lazy_adam(optimizer, table: tf.Variable,
                                  slots['velocities'], ids, grads, lr)
 
 
+def _native_ftrl(optimizer, table: tf.Variable,
+                 slots: Mapping[str, tf.Variable], ids: tf.Tensor,
+                 grads: tf.Tensor, lr: tf.Tensor) -> None:
+  """`_ftrl_rule` on the distinct rows, in one prefetching kernel."""
+  native_kernels.apply_ftrl(optimizer, table, slots['accumulators'],
+                            slots['linears'], ids, grads, lr)
+
+
 _FusedKernel = Callable[..., None]
 # Only sparse (lazy) Adam comes to these; `apply_dense` has the other.
 _FUSED: Dict[type, _FusedKernel] = {
@@ -486,18 +494,20 @@ _NATIVE: Dict[type, _FusedKernel] = {
     _embedding.SGD: _native_sgd,
     _embedding.Adagrad: _native_adagrad,
     _embedding.Adam: _native_lazy_adam,
+    _embedding.FTRL: _native_ftrl,
 }
 
 
 def fused_kernel(optimizer, native: bool = False) -> Optional[_FusedKernel]:
-  """A fused update exactly equal to `update_rows` for `optimizer`, or None.
+  """A fused update equal to `update_rows` for `optimizer`, or None.
 
   TensorFlow's kernels for SGD and Adagrad, and lazy Adam with the weights
   updated in place; with `native` (the caller has checked
   `native_kernels.usable_for`), the prefetching kernels of `native_kernels`
-  for the same three. Not with the options these lack: weight decay and
-  weight clipping. Gradient clipping is applied before the kernel, as in
-  `update_rows`.
+  for the same three and FTRL (equal up to float rounding: `tf.pow` and
+  `powf` may differ in the last bit). Not with the options these lack:
+  weight decay and weight clipping. Gradient clipping is applied before the
+  kernel, as in `update_rows`.
   """
   if optimizer.weight_decay_factor or (
       optimizer.clip_weight_min is not None or

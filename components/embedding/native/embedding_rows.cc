@@ -558,5 +558,109 @@ class ApplyLazyAdamOp : public OpKernel {
 REGISTER_KERNEL_BUILDER(Name("EmbeddingRowsApplyLazyAdam").Device(DEVICE_CPU),
                         ApplyLazyAdamOp);
 
+REGISTER_OP("EmbeddingRowsApplyFtrl")
+    .Input("var: resource")
+    .Input("accum: resource")
+    .Input("linear: resource")
+    .Input("lr: float")
+    .Input("grad: float")
+    .Input("indices: int64")
+    .Attr("power: float")
+    .Attr("l1: float")
+    .Attr("l2: float")
+    .Attr("two_l2: float")
+    .Attr("beta: float")
+    .Attr("multiply_linear_by_lr: bool")
+    .SetShapeFn(shape_inference::NoOutputs)
+    .Doc(R"doc(
+FTRL-proximal with the TPU's beta, on the given rows only:
+accum' = accum + g^2; sigma = accum'^power - accum^power;
+linear += g - sigma / lr * var (or lr g - sigma var when multiplied by lr);
+var = |linear| <= threshold ? 0 : (sign(linear) threshold - linear) / quadratic.
+)doc");
+
+class ApplyFtrlOp : public OpKernel {
+ public:
+  explicit ApplyFtrlOp(OpKernelConstruction* context) : OpKernel(context) {
+    OP_REQUIRES_OK(context, context->GetAttr("power", &power_));
+    OP_REQUIRES_OK(context, context->GetAttr("l1", &l1_));
+    OP_REQUIRES_OK(context, context->GetAttr("l2", &l2_));
+    OP_REQUIRES_OK(context, context->GetAttr("two_l2", &two_l2_));
+    OP_REQUIRES_OK(context, context->GetAttr("beta", &beta_));
+    OP_REQUIRES_OK(context, context->GetAttr("multiply_linear_by_lr",
+                                             &multiply_linear_by_lr_));
+  }
+
+  void Compute(OpKernelContext* context) override {
+    SparseUpdate update(context, /*num_variables=*/3);
+    OP_REQUIRES_OK(context, update.status());
+    // The usual power, 1/2, is a square root: exactly rounded, and it
+    // vectorizes where powf does not.
+    if (multiply_linear_by_lr_) {
+      Dispatch<true>(context, update);
+    } else {
+      Dispatch<false>(context, update);
+    }
+  }
+
+ private:
+  template <bool kMultiplyByLr>
+  void Dispatch(OpKernelContext* context, SparseUpdate& update) const {
+    if (power_ == 0.5f) {
+      Apply<kMultiplyByLr>(context, update,
+                           [](float x) { return std::sqrt(x); });
+    } else {
+      const float power = power_;
+      Apply<kMultiplyByLr>(context, update,
+                           [power](float x) { return std::pow(x, power); });
+    }
+  }
+
+  // The order of the operations is `tpu_update_rules._ftrl_rule`'s; the
+  // constants are copied for the reason ApplyLazyAdamOp gives.
+  template <bool kMultiplyByLr, typename Power>
+  void Apply(OpKernelContext* context, SparseUpdate& update,
+             Power raise) const {
+    const float lr = update.lr();
+    // TensorFlow divides a tensor by the scalar lr as a multiplication by
+    // its reciprocal; so does this kernel, to round as the reference rule.
+    const float inverse_lr = 1.0f / lr;
+    const float l1 = l1_, l2 = l2_, two_l2 = two_l2_, beta = beta_;
+    const float threshold = kMultiplyByLr ? lr * l1 : l1;
+    const float quadratic_term = kMultiplyByLr ? 2.0f * lr * l2 : two_l2;
+    update.ForEachRow(context, [=](float** row, const float* g, int64_t dim) {
+      float* __restrict w = row[0];
+      float* __restrict accumulator = row[1];
+      float* __restrict linear = row[2];
+      for (int64_t c = 0; c < dim; ++c) {
+        const float old_power = raise(accumulator[c]);
+        accumulator[c] += g[c] * g[c];
+        const float new_power = raise(accumulator[c]);
+        const float sigma = new_power - old_power;
+        float quadratic;
+        if constexpr (kMultiplyByLr) {
+          linear[c] = linear[c] + lr * g[c] - sigma * w[c];
+          quadratic = new_power + beta + quadratic_term;
+        } else {
+          linear[c] = linear[c] + g[c] - sigma * inverse_lr * w[c];
+          quadratic = (new_power + beta) * inverse_lr + quadratic_term;
+        }
+        const float sign = linear[c] > 0.0f   ? 1.0f
+                           : linear[c] < 0.0f ? -1.0f
+                                              : 0.0f;
+        const float shrunk = (sign * threshold - linear[c]) / quadratic;
+        // A NaN linear term reaches the weight, as in the reference rule.
+        w[c] = std::abs(linear[c]) <= threshold ? 0.0f : shrunk;
+      }
+    });
+  }
+
+  float power_, l1_, l2_, two_l2_, beta_;
+  bool multiply_linear_by_lr_;
+};
+
+REGISTER_KERNEL_BUILDER(Name("EmbeddingRowsApplyFtrl").Device(DEVICE_CPU),
+                        ApplyFtrlOp);
+
 }  // namespace
 }  // namespace tensorflow

@@ -182,6 +182,12 @@ def test_parsed_blocks_hold_only_the_examples_the_run_takes(tmp_path):
   # Another limit is another cache: parsed again, all 40 examples.
   epochs = _epochs_of_blocks(_training_batches(path, 'blocks'), 10, 1)
   assert sorted(epochs[0]) == list(range(40))
+  # So is another parsing (here without the `ids` feature).
+  spec = {key: value for key, value in _SPEC.items() if key != 'ids'}
+  batches = inputs.make_dataset(
+      [path], spec, 'label', 4, training=True, shuffle_buffer=5, seed=3,
+      blocks_dir=str(tmp_path / 'blocks'))
+  assert set(next(iter(batches))[0]) == {'index'}
 
 
 def test_a_cache_without_its_manifest_is_parsed_again(tmp_path):

@@ -248,6 +248,9 @@ def _block_batches(records: tf.data.Dataset,
                                    deterministic=True)
   if max_examples is not None:
     blocks = blocks.take(math.ceil(max_examples / rows))
+  # The parsed features' names, types and shapes: another spec or label
+  # function never reads these blocks.
+  key = {**key, 'element_spec': repr(blocks.element_spec)}
   manifest = parsed_blocks.write_blocks(blocks, blocks_dir, key)
   if manifest['num_examples'] < batch_size:
     raise ValueError(f'The training files hold {manifest["num_examples"]} '
@@ -255,6 +258,5 @@ def _block_batches(records: tf.data.Dataset,
   return parsed_blocks.shuffled_batches(
       blocks_dir, manifest['num_blocks'], blocks.element_spec, batch_size,
       seed, lambda block, batch_rows: _gather_rows(*block, batch_rows)
-  ).map(lambda features, labels: finish(features, labels),
-        num_parallel_calls=tf.data.AUTOTUNE,
+  ).map(finish, num_parallel_calls=tf.data.AUTOTUNE,
         deterministic=True).prefetch(tf.data.AUTOTUNE)

@@ -161,8 +161,12 @@ def _gradient(rng, sort, id_dtype=tf.int64):
     E.FTRL(0.2, learning_rate_power=-0.3, l1_regularization_strength=0.05,
            l2_regularization_strength=0.3, beta=0.1,
            multiply_linear_by_learning_rate=True),
+    E.AdagradMomentum(0.1, momentum=0.9),
+    E.AdagradMomentum(0.1, momentum=0.5, use_nesterov=True, exponent=3.0,
+                      beta2=0.99, epsilon=0.05),
 ], ids=['sgd', 'adagrad', 'adagrad_clip_gradient', 'lazy_adam',
-        'lazy_adam_epsilon_outside', 'ftrl', 'ftrl_power_linear_by_lr'])
+        'lazy_adam_epsilon_outside', 'ftrl', 'ftrl_power_linear_by_lr',
+        'adagrad_momentum', 'adagrad_momentum_nesterov_power_beta2'])
 @pytest.mark.parametrize('sort, id_dtype', [
     (True, tf.int64), (False, tf.int64), (True, tf.int32)],
                          ids=['sorted_threads', 'unsorted_in_turn',
@@ -174,10 +178,13 @@ def test_updates_equal_the_reference_rule(library, optimizer, sort, id_dtype):
   native = _apply(optimizer, gradients, native=True)
   plain = _apply(optimizer, gradients, native=None)
   np.testing.assert_allclose(native[0], plain[0], rtol=1e-6, atol=1e-6)
-  # FTRL's power other than 1/2: powf and TensorFlow's vectorized pow may
-  # differ in the last bit, which the linear slot's cancellation magnifies.
-  slot_atol = 1e-6 if getattr(optimizer, 'learning_rate_power',
-                              -0.5) != -0.5 else 1e-7
+  # Rules that raise to a power (Adagrad with momentum; FTRL's other than
+  # 1/2): the C library's and TensorFlow's vectorized pow and rsqrt may
+  # differ in the last bit, which cancellation in the momentum and linear
+  # slots magnifies.
+  raises_to_a_power = isinstance(optimizer, E.AdagradMomentum) or getattr(
+      optimizer, 'learning_rate_power', -0.5) != -0.5
+  slot_atol = 1e-6 if raises_to_a_power else 1e-7
   for name in plain[1]:
     np.testing.assert_allclose(native[1][name], plain[1][name], rtol=1e-6,
                                atol=slot_atol, err_msg=name)

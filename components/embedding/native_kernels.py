@@ -232,6 +232,23 @@ def apply_ftrl(optimizer: Any, table: tf.Variable, accumulators: tf.Variable,
       multiply_linear_by_lr=optimizer.multiply_linear_by_learning_rate)
 
 
+def apply_adagrad_momentum(optimizer: Any, table: tf.Variable,
+                           accumulators: tf.Variable, momenta: tf.Variable,
+                           ids: tf.Tensor, grads: tf.Tensor,
+                           lr: tf.Tensor) -> Any:
+  """Adagrad with momentum on the distinct rows
+  (`tpu_update_rules._adagrad_momentum_rule`), with the same float32
+  constants; a power of -1/2 is `1 / sqrt` (TensorFlow's `Rsqrt` may differ
+  from it in the last bit)."""
+  return library().embedding_rows_apply_adagrad_momentum(
+      table.handle, accumulators.handle, momenta.handle, lr, grads,
+      tf.cast(ids, tf.int64), beta2=optimizer.beta2,
+      one_minus_beta2=1.0 - optimizer.beta2,
+      beta2_is_one=optimizer.beta2 == 1.0, epsilon=optimizer.epsilon,
+      power=-1.0 / optimizer.exponent, momentum=optimizer.momentum,
+      use_nesterov=optimizer.use_nesterov)
+
+
 def main(argv: Optional[list] = None) -> int:
   """Builds the kernels into the cache folder and says where, or why not.
 

@@ -483,6 +483,15 @@ def _native_ftrl(optimizer, table: tf.Variable,
                             slots['linears'], ids, grads, lr)
 
 
+def _native_adagrad_momentum(optimizer, table: tf.Variable,
+                             slots: Mapping[str, tf.Variable], ids: tf.Tensor,
+                             grads: tf.Tensor, lr: tf.Tensor) -> None:
+  """`_adagrad_momentum_rule` on the distinct rows, prefetched."""
+  native_kernels.apply_adagrad_momentum(optimizer, table,
+                                        slots['accumulators'],
+                                        slots['momenta'], ids, grads, lr)
+
+
 _FusedKernel = Callable[..., None]
 # Only sparse (lazy) Adam comes to these; `apply_dense` has the other.
 _FUSED: Dict[type, _FusedKernel] = {
@@ -495,6 +504,7 @@ _NATIVE: Dict[type, _FusedKernel] = {
     _embedding.Adagrad: _native_adagrad,
     _embedding.Adam: _native_lazy_adam,
     _embedding.FTRL: _native_ftrl,
+    _embedding.AdagradMomentum: _native_adagrad_momentum,
 }
 
 
@@ -504,8 +514,9 @@ def fused_kernel(optimizer, native: bool = False) -> Optional[_FusedKernel]:
   TensorFlow's kernels for SGD and Adagrad, and lazy Adam with the weights
   updated in place; with `native` (the caller has checked
   `native_kernels.usable_for`), the prefetching kernels of `native_kernels`
-  for the same three and FTRL (equal up to float rounding: `tf.pow` and
-  `powf` may differ in the last bit). Not with the options these lack:
+  for the same three, FTRL and Adagrad with momentum (equal up to float
+  rounding: TensorFlow's `Pow` and `Rsqrt` and the C library's may differ
+  in the last bit). Not with the options these lack:
   weight decay and weight clipping. Gradient clipping is applied before the
   kernel, as in `update_rows`.
   """

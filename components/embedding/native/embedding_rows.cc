@@ -662,5 +662,88 @@ class ApplyFtrlOp : public OpKernel {
 REGISTER_KERNEL_BUILDER(Name("EmbeddingRowsApplyFtrl").Device(DEVICE_CPU),
                         ApplyFtrlOp);
 
+REGISTER_OP("EmbeddingRowsApplyAdagradMomentum")
+    .Input("var: resource")
+    .Input("accum: resource")
+    .Input("momenta: resource")
+    .Input("lr: float")
+    .Input("grad: float")
+    .Input("indices: int64")
+    .Attr("beta2: float")
+    .Attr("one_minus_beta2: float")
+    .Attr("beta2_is_one: bool")
+    .Attr("epsilon: float")
+    .Attr("power: float")
+    .Attr("momentum: float")
+    .Attr("use_nesterov: bool")
+    .SetShapeFn(shape_inference::NoOutputs)
+    .Doc(R"doc(
+Adagrad with momentum on the given rows only:
+accum = accum + g^2 (or beta2 accum + (1 - beta2) g^2);
+scaled = g (accum + epsilon)^power; momenta = momentum momenta + scaled;
+var -= lr (momenta, or momentum momenta + scaled with Nesterov).
+)doc");
+
+class ApplyAdagradMomentumOp : public OpKernel {
+ public:
+  explicit ApplyAdagradMomentumOp(OpKernelConstruction* context)
+      : OpKernel(context) {
+    OP_REQUIRES_OK(context, context->GetAttr("beta2", &beta2_));
+    OP_REQUIRES_OK(context,
+                   context->GetAttr("one_minus_beta2", &one_minus_beta2_));
+    OP_REQUIRES_OK(context, context->GetAttr("beta2_is_one", &beta2_is_one_));
+    OP_REQUIRES_OK(context, context->GetAttr("epsilon", &epsilon_));
+    OP_REQUIRES_OK(context, context->GetAttr("power", &power_));
+    OP_REQUIRES_OK(context, context->GetAttr("momentum", &momentum_));
+    OP_REQUIRES_OK(context, context->GetAttr("use_nesterov", &use_nesterov_));
+  }
+
+  void Compute(OpKernelContext* context) override {
+    SparseUpdate update(context, /*num_variables=*/3);
+    OP_REQUIRES_OK(context, update.status());
+    // The usual power, -1/2, is a reciprocal square root, which vectorizes.
+    if (power_ == -0.5f) {
+      Apply(context, update, [](float x) { return 1.0f / std::sqrt(x); });
+    } else {
+      const float power = power_;
+      Apply(context, update, [power](float x) { return std::pow(x, power); });
+    }
+  }
+
+ private:
+  // `tpu_update_rules._adagrad_momentum_rule`'s operations in its order.
+  template <typename Power>
+  void Apply(OpKernelContext* context, SparseUpdate& update,
+             Power raise) const {
+    const float lr = update.lr();
+    const float beta2 = beta2_, one_minus_beta2 = one_minus_beta2_;
+    const float epsilon = epsilon_, momentum = momentum_;
+    const bool beta2_is_one = beta2_is_one_, use_nesterov = use_nesterov_;
+    update.ForEachRow(context, [=](float** row, const float* g, int64_t dim) {
+      float* __restrict w = row[0];
+      float* __restrict accumulator = row[1];
+      float* __restrict momenta = row[2];
+      for (int64_t c = 0; c < dim; ++c) {
+        const float squared = g[c] * g[c];
+        accumulator[c] = beta2_is_one
+                             ? accumulator[c] + squared
+                             : beta2 * accumulator[c] + one_minus_beta2 * squared;
+        const float scaled = g[c] * raise(accumulator[c] + epsilon);
+        momenta[c] = momentum * momenta[c] + scaled;
+        const float step =
+            use_nesterov ? momentum * momenta[c] + scaled : momenta[c];
+        w[c] = w[c] - lr * step;
+      }
+    });
+  }
+
+  float beta2_, one_minus_beta2_, epsilon_, power_, momentum_;
+  bool beta2_is_one_, use_nesterov_;
+};
+
+REGISTER_KERNEL_BUILDER(
+    Name("EmbeddingRowsApplyAdagradMomentum").Device(DEVICE_CPU),
+    ApplyAdagradMomentumOp);
+
 }  // namespace
 }  // namespace tensorflow

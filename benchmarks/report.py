@@ -68,6 +68,8 @@ def analyze(data: Mapping[str, Any]) -> Dict[str, Any]:
     vocabulary: {(optimizer, vocabulary_size, route): result}
     vocabulary_slowdown: {(optimizer, size, route): route step / product's}
     vocabulary_growth: {(optimizer, route): step at largest / smallest size}
+    interleaved_growth: {optimizer: the `vocab_growth` result: this
+      product's steps on the smallest and largest tables in alternation}
     table_size_growth: {optimizer: this product's step on the largest table
       looked up with the smallest table's ids / its step on the smallest}
     sparse_kernel: {vocabulary_size: TensorFlow's sparse kernels alone}
@@ -105,6 +107,8 @@ def analyze(data: Mapping[str, Any]) -> Dict[str, Any]:
           if route != 'product' and (opt, size, 'product') in vocabulary},
       'vocabulary_growth': _growth(vocabulary),
       'table_size_growth': _table_size_growth(results, vocabulary),
+      'interleaved_growth': {r['case']['optimizer']: r
+                             for r in _ok(results, 'vocab_growth')},
       'sparse_kernel': {r['case']['vocabulary_size']: r
                         for r in _ok(results, 'sparse_kernel')},
       'stats': stats,
@@ -363,6 +367,7 @@ def _vocabulary(data, analysis) -> List[str]:
     lines += [f'**Table optimizer: {opt}** (ms/step)', '']
     lines += _table(header, rows)
     lines += _same_ids_line(data, analysis, opt, vocab_sizes)
+    lines += _interleaved_line(analysis, opt)
     slow_rows = []
     for route in ('keras', 'tpu_serving'):
       slow_rows.append([ROUTE_SHORT[route]] + [
@@ -468,6 +473,22 @@ def _same_ids_line(data, analysis, opt: str,
           'itself. The rest of the growth comes with the ids spreading over '
           'more rows (more distinct rows per batch, each further apart in '
           'memory).', '']
+
+
+def _interleaved_line(analysis, opt: str) -> List[str]:
+  """This product's growth with the two sizes timed in alternation."""
+  result = analysis['interleaved_growth'].get(opt)
+  if result is None:
+    return []
+  small, large = sorted(result['step_ms'], key=int)
+  return [f'Alternating in one process ({result["growth"]["n"]} repetitions '
+          f'of each size, {result["steps_per_rep"]} steps each): this '
+          f'product\'s step takes {_spread(result["step_ms"][small], 2)} ms '
+          f'at {int(small):,} rows and {_spread(result["step_ms"][large], 2)} '
+          f'ms at {int(large):,}: growth {_ratio(result["growth"]["median"])} '
+          '(median of the adjacent repetitions\' ratios; a slow spell of the '
+          'machine falls on both sizes, unlike the cases above, which run '
+          'minutes apart).', '']
 
 
 def _vocabulary_memory(data, analysis, vocab_sizes) -> List[str]:
@@ -703,6 +724,10 @@ def _headline(data, analysis) -> List[str]:
     for (opt, route), growth in sorted(analysis['vocabulary_growth'].items()):
       lines.append(f'- Step time growth {sizes[0]:,} → {sizes[-1]:,} rows, '
                    f'{opt}, {ROUTE_SHORT[route]}: {_ratio(growth)}.')
+    for opt, result in sorted(analysis['interleaved_growth'].items()):
+      lines.append(f'- Step time growth {sizes[0]:,} → {sizes[-1]:,} rows, '
+                   f'{opt}, this product, the sizes alternating in one '
+                   f'process: {_ratio(result["growth"]["median"])}.')
     for opt, growth in sorted(analysis['table_size_growth'].items()):
       lines.append(f'- Table size alone, {opt}: with the same ids, the '
                    f'{sizes[-1]:,}-row table\'s step takes {_ratio(growth)} '

@@ -129,6 +129,12 @@ def vocabulary_cases(sizes: Sizes) -> List[Dict[str, Any]]:
           'optimizer': optimizer,
           'vocabulary_size': max(sizes.vocabulary_sizes),
           'id_range': min(sizes.vocabulary_sizes), **batches})
+      # The smallest and largest tables' steps in alternation: the growth
+      # between them, robust to a slow spell of the machine.
+      cases.append({
+          'kind': 'vocab_growth', 'route': 'product', 'optimizer': optimizer,
+          'vocabulary_sizes': (min(sizes.vocabulary_sizes),
+                               max(sizes.vocabulary_sizes)), **batches})
   for vocabulary_size in sizes.vocabulary_sizes:
     cases.append({'kind': 'sparse_kernel', 'vocabulary_size': vocabulary_size,
                   **batches})

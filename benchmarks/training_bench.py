@@ -541,6 +541,51 @@ def _vocabulary_dataset(case: Mapping[str, Any]) -> tf.data.Dataset:
           .batch(case['batch_size'], drop_remainder=True).map(to_features))
 
 
+def run_growth_case(case: Mapping[str, Any]) -> Dict[str, Any]:
+  """This product's step on the smallest and the largest table, timed in
+  alternation in one process.
+
+  The cases of one size each run in their own process, minutes apart: a
+  slow spell of the machine during one of them skews the growth between
+  them. Here the repetitions of the two sizes alternate (case['reps'] of
+  each, the same steps per repetition), so a slow spell falls on both.
+  Returns each size's ms/step and `growth`, largest / smallest, the median
+  of the ratios of the adjacent repetitions.
+  """
+  runs = {}
+  for size in case['vocabulary_sizes']:
+    sized = {**case, 'vocabulary_size': size}
+    resolved = vocabulary_spec(size, case['dimension'],
+                               case['optimizer']).resolve()
+    iterator = materialize(_vocabulary_dataset(sized).map(
+        loop.BatchPreparer(resolved.id_mapper(), [])), case['num_batches'])
+    tf_keras.utils.set_random_seed(0)
+    run = make_steps(ROUTE_PRODUCT, resolved, case['optimizer'],
+                     model_lib.build_model(resolved, []),
+                     config_lib.TrainingConfig.steps_per_execution)
+    float(run(iterator, 1 + case['warmup_steps']))
+    runs[size] = (run, iterator)
+  # The first calls after the other table was built ran slowly (a 3-step
+  # call of the small table, right after the large one's first call: 59 ms
+  # a step, against about 4 later): warm both before choosing the steps.
+  for _ in range(2):
+    for run, iterator in runs.values():
+      float(run(iterator, case['min_steps']))
+  smallest, largest = min(runs), max(runs)
+  steps = _steps_per_rep(*runs[smallest], case)
+  step_ms = {size: [] for size in runs}
+  for _ in range(case['reps']):
+    for size, (run, iterator) in runs.items():
+      start = time.perf_counter()
+      float(run(iterator, steps))
+      step_ms[size].append(1000.0 * (time.perf_counter() - start) / steps)
+  ratios = [big / small
+            for small, big in zip(step_ms[smallest], step_ms[largest])]
+  return {'step_ms': {str(size): measure.summarize(values)
+                      for size, values in step_ms.items()},
+          'growth': measure.summarize(ratios), 'steps_per_rep': steps}
+
+
 def run_vocabulary_case(case: Mapping[str, Any]) -> Dict[str, Any]:
   """One table of case['vocabulary_size'] rows; batch x ids_per_row ids."""
   resolved = vocabulary_spec(case['vocabulary_size'], case['dimension'],

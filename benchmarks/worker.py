@@ -30,6 +30,7 @@ _RUNNERS = {
     'train_vocab': ('benchmarks.training_bench', 'run_vocabulary_case'),
     'train_vocab_same_ids': ('benchmarks.training_bench',
                              'run_vocabulary_case'),
+    'vocab_growth': ('benchmarks.training_bench', 'run_growth_case'),
     'sparse_kernel': ('benchmarks.training_bench', 'run_sparse_kernel_case'),
     'prepare_stats': ('benchmarks.embedding_stats_bench', 'prepare_inputs'),
     'stats': ('benchmarks.embedding_stats_bench', 'run_case'),

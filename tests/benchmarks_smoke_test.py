@@ -203,6 +203,29 @@ def test_report_separates_table_size_from_id_spread():
   assert 'takes 2.10 (2.10–2.10) ms/step, 1.05× the 100-row' in text
 
 
+def test_growth_alternates_the_smallest_and_largest_tables():
+  from benchmarks import run_all  # pylint: disable=g-import-not-at-top
+  assert [(c['optimizer'], c['vocabulary_sizes'])
+          for c in run_all.vocabulary_cases(run_all.FULL)
+          if c['kind'] == 'vocab_growth'] == [('adagrad', (10**4, 10**6)),
+                                              ('adam', (10**4, 10**6))]
+  case = {'kind': 'vocab_growth', 'route': 'product', 'optimizer': 'adagrad',
+          'vocabulary_sizes': (50, 400), 'dimension': 4, 'batch_size': 8,
+          'ids_per_row': 5, 'num_batches': 2, 'reps': 3, 'warmup_steps': 1,
+          'rep_seconds': 0.01, 'min_steps': 2, 'max_steps': 4}
+  result = training_bench.run_growth_case(case)
+  assert set(result['step_ms']) == {'50', '400'}
+  assert all(_sane_summary(s) and s['n'] == 3
+             for s in result['step_ms'].values())
+  ratios = [big / small for small, big in zip(
+      result['step_ms']['50']['values'], result['step_ms']['400']['values'])]
+  assert result['growth']['median'] == pytest.approx(np.median(ratios))
+  data = {'results': [{'case': case, **result}]}
+  text = '\n'.join(report._interleaved_line(report.analyze(data), 'adagrad'))  # pylint: disable=protected-access
+  assert f'growth {result["growth"]["median"]:.2f}×' in text
+  assert 'ms at 400' in text and 'at 50 rows' in text
+
+
 def test_sparse_kernels_are_timed_on_the_vocabulary_batches():
   case = {'kind': 'sparse_kernel', 'vocabulary_size': 50, 'dimension': 4,
           'batch_size': 8, 'ids_per_row': 5, 'num_batches': 2, 'reps': 2,

@@ -541,6 +541,16 @@ def _vocabulary_dataset(case: Mapping[str, Any]) -> tf.data.Dataset:
           .batch(case['batch_size'], drop_remainder=True).map(to_features))
 
 
+def _vocabulary_batches(case: Mapping[str, Any]) -> Tuple[Any, Any]:
+  """The resolved spec of case['vocabulary_size'] rows, and an endless
+  iterator over the case's batches, id-mapped and held in memory."""
+  resolved = vocabulary_spec(case['vocabulary_size'], case['dimension'],
+                             case['optimizer']).resolve()
+  dataset = _vocabulary_dataset(case).map(
+      loop.BatchPreparer(resolved.id_mapper(), []))
+  return resolved, materialize(dataset, case['num_batches'])
+
+
 def run_growth_case(case: Mapping[str, Any]) -> Dict[str, Any]:
   """This product's step on the smallest and the largest table, timed in
   alternation in one process.
@@ -554,11 +564,7 @@ def run_growth_case(case: Mapping[str, Any]) -> Dict[str, Any]:
   """
   runs = {}
   for size in case['vocabulary_sizes']:
-    sized = {**case, 'vocabulary_size': size}
-    resolved = vocabulary_spec(size, case['dimension'],
-                               case['optimizer']).resolve()
-    iterator = materialize(_vocabulary_dataset(sized).map(
-        loop.BatchPreparer(resolved.id_mapper(), [])), case['num_batches'])
+    resolved, iterator = _vocabulary_batches({**case, 'vocabulary_size': size})
     tf_keras.utils.set_random_seed(0)
     run = make_steps(ROUTE_PRODUCT, resolved, case['optimizer'],
                      model_lib.build_model(resolved, []),
@@ -588,11 +594,7 @@ def run_growth_case(case: Mapping[str, Any]) -> Dict[str, Any]:
 
 def run_vocabulary_case(case: Mapping[str, Any]) -> Dict[str, Any]:
   """One table of case['vocabulary_size'] rows; batch x ids_per_row ids."""
-  resolved = vocabulary_spec(case['vocabulary_size'], case['dimension'],
-                             case['optimizer']).resolve()
-  dataset = _vocabulary_dataset(case).map(
-      loop.BatchPreparer(resolved.id_mapper(), []))
-  iterator = materialize(dataset, case['num_batches'])
+  resolved, iterator = _vocabulary_batches(case)
   return _train_and_time(case, resolved, iterator, [])
 
 

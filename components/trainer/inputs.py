@@ -141,12 +141,10 @@ def make_dataset(files: List[str],
     if not drop_remainder:
       raise ValueError('Training batches from parsed blocks are always full: '
                        'drop_remainder must be True.')
-    key = {'files': [_file_identity(path) for path in files],
-           'batch_size': batch_size,
-           'shuffle_buffer': shuffle_buffer, 'max_examples': max_examples,
-           'shard': _shard(input_context)}
-    return _block_batches(records, parse, finish, batch_size, shuffle_buffer,
-                          seed, blocks_dir, key, max_examples)
+    source = {'files': [_file_identity(path) for path in files],
+              'shard': _shard(input_context)}
+    return _block_batches(records, source, parse, finish, batch_size,
+                          shuffle_buffer, seed, blocks_dir, max_examples)
   if training:
     records = records.shuffle(shuffle_buffer, seed=seed,
                               reshuffle_each_iteration=True).repeat()
@@ -231,26 +229,28 @@ def _in_memory_batches(records: tf.data.Dataset,
           .prefetch(tf.data.AUTOTUNE))
 
 
-def _block_batches(records: tf.data.Dataset,
+def _block_batches(records: tf.data.Dataset, source: Dict[str, Any],
                    parse: Callable[[tf.Tensor], Tuple[Features, tf.Tensor]],
                    finish: Callable[[Features, tf.Tensor], Any],
                    batch_size: int, shuffle_buffer: int, seed: Optional[int],
-                   blocks_dir: str, key: Dict[str, Any],
+                   blocks_dir: str,
                    max_examples: Optional[int]) -> tf.data.Dataset:
   """Training batches from the records parsed once into blocks on disk.
 
   The first ``max_examples`` records (all, when None), rounded up to whole
-  blocks, are parsed, unless ``blocks_dir`` already holds them; the batches
-  then come from ``parsed_blocks.shuffled_batches``.
+  blocks, are parsed, unless ``blocks_dir`` already holds them (the same
+  ``source``, the records' files and shard, parsed the same way); the
+  batches then come from ``parsed_blocks.shuffled_batches``.
   """
   rows = parsed_blocks.block_rows(shuffle_buffer, batch_size)
   blocks = records.batch(rows).map(parse, num_parallel_calls=tf.data.AUTOTUNE,
                                    deterministic=True)
   if max_examples is not None:
     blocks = blocks.take(math.ceil(max_examples / rows))
-  # The parsed features' names, types and shapes: another spec or label
-  # function never reads these blocks.
-  key = {**key, 'element_spec': repr(blocks.element_spec)}
+  # With the parsed features' names, types and shapes: another spec or
+  # label function never reads these blocks.
+  key = {**source, 'block_rows': rows, 'max_examples': max_examples,
+         'element_spec': repr(blocks.element_spec)}
   manifest = parsed_blocks.write_blocks(blocks, blocks_dir, key)
   if manifest['num_examples'] < batch_size:
     raise ValueError(f'The training files hold {manifest["num_examples"]} '

@@ -88,9 +88,9 @@ def _read_manifest(directory: str) -> Optional[Dict[str, Any]]:
     return json.load(f)
 
 
-def write_blocks(parsed_blocks: tf.data.Dataset, directory: str,
+def write_blocks(blocks: tf.data.Dataset, directory: str,
                  key: Dict[str, Any]) -> Dict[str, Any]:
-  """Writes each element of ``parsed_blocks`` (a parsed block) to
+  """Writes each element of ``blocks`` (a parsed block) to
   ``directory``, unless a complete cache of the same ``key`` is there.
 
   Returns the manifest: ``key``, ``num_blocks`` and ``num_examples``.
@@ -107,7 +107,7 @@ def write_blocks(parsed_blocks: tf.data.Dataset, directory: str,
   tf.io.gfile.makedirs(directory)
   start = time.perf_counter()
   num_blocks = num_examples = 0
-  encoded = parsed_blocks.map(
+  encoded = blocks.map(
       lambda features, labels: (encode((features, labels)),
                                 tf.shape(labels)[0]),
       num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)

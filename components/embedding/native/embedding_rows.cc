@@ -558,6 +558,20 @@ class ApplyLazyAdamOp : public OpKernel {
 REGISTER_KERNEL_BUILDER(Name("EmbeddingRowsApplyLazyAdam").Device(DEVICE_CPU),
                         ApplyLazyAdamOp);
 
+// Calls apply(raise) with raise(x) = x^power. The usual powers, 1/2 (FTRL)
+// and -1/2 (Adagrad with momentum), are square roots: exactly rounded, and
+// they vectorize where powf does not.
+template <typename Apply>
+void WithPower(float power, Apply apply) {
+  if (power == 0.5f) {
+    apply([](float x) { return std::sqrt(x); });
+  } else if (power == -0.5f) {
+    apply([](float x) { return 1.0f / std::sqrt(x); });
+  } else {
+    apply([power](float x) { return std::pow(x, power); });
+  }
+}
+
 REGISTER_OP("EmbeddingRowsApplyFtrl")
     .Input("var: resource")
     .Input("accum: resource")
@@ -594,27 +608,16 @@ class ApplyFtrlOp : public OpKernel {
   void Compute(OpKernelContext* context) override {
     SparseUpdate update(context, /*num_variables=*/3);
     OP_REQUIRES_OK(context, update.status());
-    // The usual power, 1/2, is a square root: exactly rounded, and it
-    // vectorizes where powf does not.
-    if (multiply_linear_by_lr_) {
-      Dispatch<true>(context, update);
-    } else {
-      Dispatch<false>(context, update);
-    }
+    WithPower(power_, [&](auto raise) {
+      if (multiply_linear_by_lr_) {
+        Apply<true>(context, update, raise);
+      } else {
+        Apply<false>(context, update, raise);
+      }
+    });
   }
 
  private:
-  template <bool kMultiplyByLr>
-  void Dispatch(OpKernelContext* context, SparseUpdate& update) const {
-    if (power_ == 0.5f) {
-      Apply<kMultiplyByLr>(context, update,
-                           [](float x) { return std::sqrt(x); });
-    } else {
-      const float power = power_;
-      Apply<kMultiplyByLr>(context, update,
-                           [power](float x) { return std::pow(x, power); });
-    }
-  }
 
   // The order of the operations is `tpu_update_rules._ftrl_rule`'s; the
   // constants are copied for the reason ApplyLazyAdamOp gives.
@@ -701,13 +704,7 @@ class ApplyAdagradMomentumOp : public OpKernel {
   void Compute(OpKernelContext* context) override {
     SparseUpdate update(context, /*num_variables=*/3);
     OP_REQUIRES_OK(context, update.status());
-    // The usual power, -1/2, is a reciprocal square root, which vectorizes.
-    if (power_ == -0.5f) {
-      Apply(context, update, [](float x) { return 1.0f / std::sqrt(x); });
-    } else {
-      const float power = power_;
-      Apply(context, update, [power](float x) { return std::pow(x, power); });
-    }
+    WithPower(power_, [&](auto raise) { Apply(context, update, raise); });
   }
 
  private:

@@ -5,6 +5,7 @@ The kernels split sorted distinct rows across threads; the tables here are
 large enough (thousands of rows per step) for that split to happen.
 """
 
+import platform
 import shutil
 
 import numpy as np
@@ -227,6 +228,70 @@ def test_updates_refuse_bad_ids_shapes_and_rates(library):
   with pytest.raises(tf.errors.InvalidArgumentError, match='lr must be'):
     native_kernels.apply_adagrad(table, accumulators, ids,
                                  tf.ones([2, DIM]), tf.constant([0.1]))
+
+
+def _anon_huge_page_bytes():
+  """This process's anonymous memory in transparent huge pages."""
+  with open('/proc/self/smaps_rollup', encoding='utf-8') as rollup:
+    for line in rollup:
+      if line.startswith('AnonHugePages:'):
+        return int(line.split()[1]) * 1024
+  return 0
+
+
+def _collapses_huge_pages():
+  """Whether Linux backs advised memory with huge pages at once: THP not
+  'never', and MADV_COLLAPSE (Linux 6.1)."""
+  try:
+    with open('/sys/kernel/mm/transparent_hugepage/enabled',
+              encoding='utf-8') as mode:
+      if '[never]' in mode.read():
+        return False
+  except OSError:
+    return False
+  major, minor = (int(part) for part in
+                  platform.release().split('.')[:2])
+  return (major, minor) >= (6, 1)
+
+
+@pytest.mark.skipif(platform.system() != 'Linux' or not _collapses_huge_pages(),
+                    reason='Transparent huge pages cannot be collapsed here.')
+def test_large_tables_move_to_huge_pages_with_unchanged_values(library):
+  """A table of 32 MiB and its slot, looked up and updated natively, end up
+  in huge pages (the kernels' advice), and their values are TensorFlow's."""
+  del library
+  rows, dim = 131_072, 64  # 32 MiB: above the kernels' 16 MiB threshold.
+  rng = np.random.default_rng(2)
+  values = rng.normal(size=(rows, dim)).astype(np.float32)
+  native_table, plain_table = tf.Variable(values), tf.Variable(values)
+  native_accumulators = tf.Variable(tf.fill([rows, dim], 0.1))
+  plain_accumulators = tf.Variable(tf.fill([rows, dim], 0.1))
+  ids = tf.constant(np.sort(rng.choice(rows, 8_000, replace=False)))
+  grads = tf.constant(rng.normal(size=(8_000, dim)).astype(np.float32))
+  segments = tf.constant(np.repeat(np.arange(400), 20), tf.int64)
+  before = _anon_huge_page_bytes()
+
+  looked_up = native_kernels.bag_reduce(native_table, ids, segments,
+                                        tf.constant(400, tf.int64), 'mean')
+  after_lookup = _anon_huge_page_bytes()
+  native_kernels.apply_adagrad(native_table, native_accumulators, ids, grads,
+                               tf.constant(0.1))
+  after_update = _anon_huge_page_bytes()
+
+  # All but the partial 2 MiB pages at each end of a buffer.
+  assert after_lookup - before >= 28 << 20
+  assert after_update - after_lookup >= 28 << 20
+  np.testing.assert_allclose(
+      looked_up.numpy(),
+      tf.sparse.segment_mean(values, ids, segments, num_segments=400).numpy(),
+      rtol=1e-6, atol=2e-5)
+  tf.raw_ops.ResourceSparseApplyAdagrad(
+      var=plain_table.handle, accum=plain_accumulators.handle,
+      lr=tf.constant(0.1), grad=grads, indices=ids)
+  np.testing.assert_allclose(native_table.numpy(), plain_table.numpy(),
+                             rtol=1e-6, atol=1e-6)
+  np.testing.assert_allclose(native_accumulators.numpy(),
+                             plain_accumulators.numpy(), rtol=1e-6)
 
 
 def _op_types_of_step(embedding):

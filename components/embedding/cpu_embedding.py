@@ -54,7 +54,9 @@ from typing import (Any, Callable, Dict, List, Mapping, Optional, Sequence,
 import tensorflow as tf
 
 from components.embedding import bag_lookup
+from components.embedding import deferred_updates
 from components.embedding import initializers
+from components.embedding import native_kernels as native_kernels_lib
 from components.embedding import tpu_update_rules
 
 _embedding = tf.tpu.experimental.embedding
@@ -72,6 +74,7 @@ class _Settings:
   validate_ids: bool
   fused_bags: bool
   native_kernels: bool
+  defer_updates: bool
 
 
 def _ordered_tables(feature_config: Any) -> Tuple[Any, ...]:
@@ -231,7 +234,8 @@ class CpuEmbedding(_embedding.TPUEmbeddingForServing):
                optimizer: Optional[Any] = None,
                validate_ids: bool = True,
                fused_bags: bool = True,
-               native_kernels: bool = False):
+               native_kernels: bool = False,
+               defer_updates: bool = False):
     """Creates the embedding; its variables are built on first use.
 
     Args:
@@ -252,6 +256,12 @@ class CpuEmbedding(_embedding.TPUEmbeddingForServing):
         results, faster on large tables). For training only: a SavedModel
         that holds them needs their library to load, so serving keeps
         TensorFlow's ops.
+      defer_updates: with `native_kernels`, whether the sparse updates of
+        large tables are deferred (`deferred_updates`): `apply_gradients`
+        keeps them pending, and the caller must apply them, each step with
+        `apply_deferred_read_by(next features)` before the lookup and
+        `apply_deferred(rest)` after it, and `apply_deferred()` before the
+        tables are read otherwise (same values as without).
 
     Raises:
       NotImplementedError: an option these rules cannot reproduce (see
@@ -269,7 +279,9 @@ class CpuEmbedding(_embedding.TPUEmbeddingForServing):
         feature_names=_feature_names(feature_config),
         validate_ids=validate_ids,
         fused_bags=fused_bags,
-        native_kernels=native_kernels)
+        native_kernels=native_kernels,
+        defer_updates=defer_updates and native_kernels)
+    self._deferred: Optional[deferred_updates.DeferredUpdates] = None
 
   def build(self) -> None:
     """Creates the tables and slots; random tables are initialized in place.
@@ -479,7 +491,69 @@ class CpuEmbedding(_embedding.TPUEmbeddingForServing):
     if tpu_update_rules.is_dense(optimizer):
       tpu_update_rules.apply_dense(optimizer, variables['parameters'], slots,
                                    gradient, learning_rate)
+    elif table.name in self._deferred_updates().table_names:
+      self._deferred_updates().store(table.name, deferred_updates.PendingRows(
+          *tpu_update_rules.kernel_gradient(optimizer, gradient),
+          learning_rate))
     else:
       tpu_update_rules.apply_sparse(
           optimizer, variables['parameters'], slots, gradient, learning_rate,
           use_native_kernels=self._settings.native_kernels)
+
+  # --- Deferred updates of large tables (`defer_updates`). ---
+
+  def apply_deferred_read_by(
+      self, features: Any) -> Dict[str, deferred_updates.PendingRows]:
+    """Applies the pending rows that a lookup of `features` reads; returns
+    the rest, for `apply_deferred` after that lookup. Nothing without
+    `defer_updates`."""
+    tf.nest.assert_same_structure(features, self._settings.feature_config)
+    deferred = self._deferred_updates()
+    ids_by_table: Dict[str, List[tf.Tensor]] = {}
+    for inputs, feature in zip(tf.nest.flatten(features),
+                               tf.nest.flatten(self._settings.feature_config)):
+      if feature.table.name in deferred.table_names:
+        ids_by_table.setdefault(feature.table.name, []).append(
+            deferred_updates.lookup_ids(inputs))
+    return deferred.apply_read_by(ids_by_table)
+
+  def apply_deferred(
+      self,
+      rest: Optional[Mapping[str, deferred_updates.PendingRows]] = None
+  ) -> None:
+    """Applies `rest` (from `apply_deferred_read_by`), or every pending row."""
+    deferred = self._deferred_updates()
+    if rest is None:
+      deferred.flush()
+    else:
+      deferred.apply_rest(rest)
+
+  def _deferred_updates(self) -> deferred_updates.DeferredUpdates:
+    """The deferred tables: large, on a CPU, with a native sparse update."""
+    if self._deferred is None:
+      tables = []
+      if self._settings.defer_updates:
+        tables = [
+            table for table in self._settings.tables
+            if table.optimizer is not None and
+            not tpu_update_rules.is_dense(table.optimizer) and
+            tpu_update_rules.fused_kernel(table.optimizer, native=True) and
+            deferred_updates.is_large(table) and
+            native_kernels_lib.usable_for(
+                self._table_variables(table)['parameters'])
+        ]
+      self._deferred = deferred_updates.DeferredUpdates(tables,
+                                                        self._apply_rows)
+    return self._deferred
+
+  def _apply_rows(self, table: Any, ids: tf.Tensor, grads: tf.Tensor,
+                  learning_rate: tf.Tensor,
+                  positions: Optional[tf.Tensor]) -> None:
+    """The table's native update of the distinct rows `ids` (at
+    `positions`, or all)."""
+    variables = self._table_variables(table)
+    slots = {name: variables[name]
+             for name in tpu_update_rules.slot_names(table.optimizer)}
+    tpu_update_rules.fused_kernel(table.optimizer, native=True)(
+        table.optimizer, variables['parameters'], slots, ids, grads,
+        learning_rate, positions)

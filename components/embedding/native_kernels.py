@@ -40,7 +40,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from typing import Any, Optional
+from typing import Any, Optional, Tuple
 
 import tensorflow as tf
 
@@ -178,29 +178,57 @@ def _bag_reduce_gradient(op: Any, upstream: tf.Tensor) -> tuple:
   """The table's gradient over the sorted distinct ids, as TensorFlow gives
   `SparseSegment*` with `sparse_gradient=True`, from the native kernel."""
   table, ids, rows, _ = op.inputs
-  shape = tf.shape(table, out_type=tf.int64)
+  # A static shape leaves the table's value to the lookup alone: a deferred
+  # update (`deferred_updates`) may then write the table in place once the
+  # lookup is done, instead of copying it for a reader still to come.
+  shape = (tf.constant(table.shape.as_list(), tf.int64)
+           if table.shape.is_fully_defined() else
+           tf.shape(table, out_type=tf.int64))
   values, distinct = library().embedding_rows_bag_reduce_grad(
       upstream, ids, rows, shape[0], combiner=op.get_attr('combiner'))
   return tf.IndexedSlices(values, distinct, shape), None, None, None
 
 
+def partition(ids: tf.Tensor, next_ids: tf.Tensor,
+              num_rows: int) -> Tuple[tf.Tensor, tf.Tensor]:
+  """The positions in `ids` of the ids in `next_ids`, and of the others.
+
+  Both in increasing order; `next_ids` may repeat ids or hold ids outside
+  `[0, num_rows)` (which match nothing).
+  """
+  return library().embedding_rows_partition(
+      tf.cast(ids, tf.int64), tf.cast(next_ids, tf.int64),
+      tf.constant(num_rows, tf.int64))
+
+
+def _rows(positions: Optional[tf.Tensor]) -> tf.Tensor:
+  """The kernels' `positions` input: the rows to update, or -1 for all."""
+  if positions is None:
+    return tf.constant(-1, tf.int64)
+  return tf.cast(positions, tf.int64)
+
+
 def apply_sgd(table: tf.Variable, ids: tf.Tensor, grads: tf.Tensor,
-              lr: tf.Tensor) -> Any:
+              lr: tf.Tensor,
+              positions: Optional[tf.Tensor] = None) -> Any:
   """`table[ids] -= lr * grads`, one row per distinct id."""
-  return library().embedding_rows_apply_sgd(table.handle, lr, grads,
-                                            tf.cast(ids, tf.int64))
+  return library().embedding_rows_apply_sgd(
+      table.handle, lr, grads, tf.cast(ids, tf.int64), _rows(positions))
 
 
 def apply_adagrad(table: tf.Variable, accumulators: tf.Variable,
-                  ids: tf.Tensor, grads: tf.Tensor, lr: tf.Tensor) -> Any:
+                  ids: tf.Tensor, grads: tf.Tensor, lr: tf.Tensor,
+                  positions: Optional[tf.Tensor] = None) -> Any:
   """`accum += g * g; w -= lr * g * rsqrt(accum)` on the distinct rows."""
   return library().embedding_rows_apply_adagrad(
-      table.handle, accumulators.handle, lr, grads, tf.cast(ids, tf.int64))
+      table.handle, accumulators.handle, lr, grads, tf.cast(ids, tf.int64),
+      _rows(positions))
 
 
 def apply_lazy_adam(optimizer: Any, table: tf.Variable, momenta: tf.Variable,
                     velocities: tf.Variable, ids: tf.Tensor,
-                    grads: tf.Tensor, lr: tf.Tensor) -> Any:
+                    grads: tf.Tensor, lr: tf.Tensor,
+                    positions: Optional[tf.Tensor] = None) -> Any:
   """Adam without bias correction on the distinct rows (the TPU's lazy Adam).
 
   The constants are rounded to float32 from the same Python expressions as
@@ -208,7 +236,7 @@ def apply_lazy_adam(optimizer: Any, table: tf.Variable, momenta: tf.Variable,
   """
   return library().embedding_rows_apply_lazy_adam(
       table.handle, momenta.handle, velocities.handle, lr, grads,
-      tf.cast(ids, tf.int64),
+      tf.cast(ids, tf.int64), _rows(positions),
       beta_1=optimizer.beta_1, one_minus_beta_1=1.0 - optimizer.beta_1,
       beta_2=optimizer.beta_2, one_minus_beta_2=1.0 - optimizer.beta_2,
       epsilon=optimizer.epsilon, epsilon_squared=optimizer.epsilon**2,
@@ -217,14 +245,16 @@ def apply_lazy_adam(optimizer: Any, table: tf.Variable, momenta: tf.Variable,
 
 def apply_ftrl(optimizer: Any, table: tf.Variable, accumulators: tf.Variable,
                linears: tf.Variable, ids: tf.Tensor, grads: tf.Tensor,
-               lr: tf.Tensor) -> Any:
+               lr: tf.Tensor,
+               positions: Optional[tf.Tensor] = None) -> Any:
   """FTRL-proximal with the TPU's `beta` on the distinct rows
   (`tpu_update_rules._ftrl_rule`): the same float32 constants, the same
   order of operations; a power of 1/2 is a square root (TensorFlow's `Pow`
   may differ from it in the last bit)."""
   return library().embedding_rows_apply_ftrl(
       table.handle, accumulators.handle, linears.handle, lr, grads,
-      tf.cast(ids, tf.int64), power=-optimizer.learning_rate_power,
+      tf.cast(ids, tf.int64), _rows(positions),
+      power=-optimizer.learning_rate_power,
       l1=optimizer.l1_regularization_strength,
       l2=optimizer.l2_regularization_strength,
       two_l2=2.0 * optimizer.l2_regularization_strength,
@@ -235,14 +265,15 @@ def apply_ftrl(optimizer: Any, table: tf.Variable, accumulators: tf.Variable,
 def apply_adagrad_momentum(optimizer: Any, table: tf.Variable,
                            accumulators: tf.Variable, momenta: tf.Variable,
                            ids: tf.Tensor, grads: tf.Tensor,
-                           lr: tf.Tensor) -> Any:
+                           lr: tf.Tensor,
+                           positions: Optional[tf.Tensor] = None) -> Any:
   """Adagrad with momentum on the distinct rows
   (`tpu_update_rules._adagrad_momentum_rule`), with the same float32
   constants; a power of -1/2 is `1 / sqrt` (TensorFlow's `Rsqrt` may differ
   from it in the last bit)."""
   return library().embedding_rows_apply_adagrad_momentum(
       table.handle, accumulators.handle, momenta.handle, lr, grads,
-      tf.cast(ids, tf.int64), beta2=optimizer.beta2,
+      tf.cast(ids, tf.int64), _rows(positions), beta2=optimizer.beta2,
       one_minus_beta2=1.0 - optimizer.beta2,
       beta2_is_one=optimizer.beta2 == 1.0, epsilon=optimizer.epsilon,
       power=-1.0 / optimizer.exponent, momentum=optimizer.momentum,

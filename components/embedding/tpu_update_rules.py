@@ -453,43 +453,46 @@ def _fused_lazy_adam(optimizer, table: tf.Variable,
 
 def _native_sgd(optimizer, table: tf.Variable,
                 slots: Mapping[str, tf.Variable], ids: tf.Tensor,
-                grads: tf.Tensor, lr: tf.Tensor) -> None:
+                grads: tf.Tensor, lr: tf.Tensor, positions=None) -> None:
   """`w = w - lr * g` on the distinct rows, prefetched."""
   del optimizer, slots
-  native_kernels.apply_sgd(table, ids, grads, lr)
+  native_kernels.apply_sgd(table, ids, grads, lr, positions)
 
 
 def _native_adagrad(optimizer, table: tf.Variable,
                     slots: Mapping[str, tf.Variable], ids: tf.Tensor,
-                    grads: tf.Tensor, lr: tf.Tensor) -> None:
+                    grads: tf.Tensor, lr: tf.Tensor, positions=None) -> None:
   """`_fused_adagrad`'s rule in the prefetching kernel."""
   del optimizer
-  native_kernels.apply_adagrad(table, slots['accumulators'], ids, grads, lr)
+  native_kernels.apply_adagrad(table, slots['accumulators'], ids, grads, lr,
+                               positions)
 
 
 def _native_lazy_adam(optimizer, table: tf.Variable,
                       slots: Mapping[str, tf.Variable], ids: tf.Tensor,
-                      grads: tf.Tensor, lr: tf.Tensor) -> None:
+                      grads: tf.Tensor, lr: tf.Tensor, positions=None) -> None:
   """`_adam_step`'s rule on the distinct rows, in one prefetching kernel."""
   native_kernels.apply_lazy_adam(optimizer, table, slots['momenta'],
-                                 slots['velocities'], ids, grads, lr)
+                                 slots['velocities'], ids, grads, lr, positions)
 
 
 def _native_ftrl(optimizer, table: tf.Variable,
                  slots: Mapping[str, tf.Variable], ids: tf.Tensor,
-                 grads: tf.Tensor, lr: tf.Tensor) -> None:
+                 grads: tf.Tensor, lr: tf.Tensor, positions=None) -> None:
   """`_ftrl_rule` on the distinct rows, in one prefetching kernel."""
   native_kernels.apply_ftrl(optimizer, table, slots['accumulators'],
-                            slots['linears'], ids, grads, lr)
+                            slots['linears'], ids, grads, lr, positions)
 
 
 def _native_adagrad_momentum(optimizer, table: tf.Variable,
                              slots: Mapping[str, tf.Variable], ids: tf.Tensor,
-                             grads: tf.Tensor, lr: tf.Tensor) -> None:
+                             grads: tf.Tensor, lr: tf.Tensor,
+                             positions=None) -> None:
   """`_adagrad_momentum_rule` on the distinct rows, prefetched."""
   native_kernels.apply_adagrad_momentum(optimizer, table,
                                         slots['accumulators'],
-                                        slots['momenta'], ids, grads, lr)
+                                        slots['momenta'], ids, grads, lr,
+                                        positions)
 
 
 _FusedKernel = Callable[..., None]
@@ -527,6 +530,19 @@ def fused_kernel(optimizer, native: bool = False) -> Optional[_FusedKernel]:
   return (_NATIVE if native else _FUSED).get(type(optimizer))
 
 
+def kernel_gradient(optimizer,
+                    gradient: tf.IndexedSlices) -> Tuple[tf.Tensor, tf.Tensor]:
+  """The distinct ids and summed, clipped gradients a fused kernel takes.
+
+  A fused kernel applied to any subsets of these rows, one after the other,
+  gives what it gives applied to all of them at once: each row's update
+  reads and writes that row only.
+  """
+  ids, grads = sum_duplicates(gradient)
+  return ids, _clip(grads, optimizer.clip_gradient_min,
+                    optimizer.clip_gradient_max)
+
+
 def apply_sparse(optimizer, table: tf.Variable, slots: Mapping[str,
                                                                tf.Variable],
                  gradient: tf.IndexedSlices, lr: tf.Tensor,
@@ -546,14 +562,12 @@ def apply_sparse(optimizer, table: tf.Variable, slots: Mapping[str,
     use_native_kernels: whether the fused kernel may be `native_kernels`'
       (where they are built, for a table on a CPU).
   """
-  ids, grads = sum_duplicates(gradient)
   native = use_native_kernels and native_kernels.usable_for(table)
   kernel = fused_kernel(optimizer, native) if use_fused_kernels else None
   if kernel is not None:
-    grads = _clip(grads, optimizer.clip_gradient_min,
-                  optimizer.clip_gradient_max)
-    kernel(optimizer, table, slots, ids, grads, lr)
+    kernel(optimizer, table, slots, *kernel_gradient(optimizer, gradient), lr)
     return
+  ids, grads = sum_duplicates(gradient)
   params = tf.gather(table, ids)
   slot_rows = {name: tf.gather(var, ids) for name, var in slots.items()}
   params, slot_rows = update_rows(optimizer, params, slot_rows, grads, lr)

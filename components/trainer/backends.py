@@ -47,10 +47,22 @@ class _Backend:
                ) -> Callable[[Any], tf.Tensor]:
     raise NotImplementedError
 
+  def finish_steps(self) -> None:
+    """Completes what the steps left pending; traced after the last step of
+    every training function, before anything else reads the tables."""
+
   def train_step(self, model: Any, dense_optimizer: Any, task: Any
                 ) -> Callable[[Any], tf.Tensor]:
     """A tf.function taking an iterator: one optimizer step, returns loss."""
-    return tf.function(self.step_body(model, dense_optimizer, task))
+    step = self.step_body(model, dense_optimizer, task)
+
+    @tf.function
+    def train_step(iterator):
+      loss = step(iterator)
+      self.finish_steps()
+      return loss
+
+    return train_step
 
 
 class CpuBackend(_Backend):
@@ -76,7 +88,7 @@ class CpuBackend(_Backend):
     self.num_replicas = 1
     self.embedding = cpu_embedding.CpuEmbedding(
         feature_config, optimizer, validate_ids=validate_ids,
-        native_kernels=True)
+        native_kernels=True, defer_updates=True)
     devices = tf.config.list_logical_devices('GPU')
     self.device_description = (
         f'GPU ({devices[0].name})' if devices else
@@ -102,10 +114,15 @@ class CpuBackend(_Backend):
 
     def step(iterator):
       ids, weights, dense, labels = next(iterator)
+      # The last step's deferred updates of large tables: the rows this batch
+      # reads before its lookup, the rest after it, while the model runs.
+      rest = self.embedding.apply_deferred_read_by(ids)
       with tf.GradientTape() as tape:
         activations = self.embedding(ids, full_weights(ids, weights))
         outputs = model(model_inputs(activations, dense), training=True)
         loss = tf.reduce_mean(task.per_example_loss(labels, outputs))
+      with tf.control_dependencies(tf.nest.flatten(activations)):
+        self.embedding.apply_deferred(rest)
       table_variables = self.embedding.trainable_variables
       gradients = tape.gradient(loss,
                                 table_variables + model.trainable_variables)
@@ -122,6 +139,10 @@ class CpuBackend(_Backend):
           zip(gradients[len(table_variables):], model.trainable_variables))
 
     return step
+
+  def finish_steps(self) -> None:
+    """Applies the last step's deferred updates of large tables."""
+    self.embedding.apply_deferred()
 
   def predict_step(self, model: Any, element_spec: Optional[Any] = None
                   ) -> Callable[[Batch], Tuple[tf.Tensor, tf.Tensor]]:

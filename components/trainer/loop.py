@@ -211,6 +211,7 @@ def compile_train_steps(backend: Any, model: Any, dense_optimizer: Any,
       global_step.assign_add(1)
       if not tf.math.is_finite(loss):
         break
+    backend.finish_steps()
     return loss
 
   def run(iterator: Any, num_steps: int) -> tf.Tensor:

@@ -94,7 +94,7 @@ void AdviseHugePages(const Tensor& tensor) {
   void* range = reinterpret_cast<void*>(begin);
   if (madvise(range, end - begin, MADV_HUGEPAGE) != 0) return;
 #ifndef MADV_COLLAPSE
-  constexpr int MADV_COLLAPSE = 25;  // Linux 6.1's value; older headers lack it.
+  constexpr int MADV_COLLAPSE = 25;  // Linux 6.1's; older headers lack it.
 #endif
   madvise(range, end - begin, MADV_COLLAPSE);
 #endif
@@ -369,7 +369,9 @@ REGISTER_KERNEL_BUILDER(Name("EmbeddingRowsBagReduceGrad").Device(DEVICE_CPU),
 
 // The inputs of one sparse update: the table and slot variables (the first
 // `num_variables` inputs), locked and ready to write in place as TensorFlow's
-// own ResourceSparseApply* kernels take them, then lr, grad and indices.
+// own ResourceSparseApply* kernels take them, then lr, grad, indices and
+// positions: the positions in indices of the rows to update, increasing, or
+// a scalar for every row (`deferred_updates` applies an update in two parts).
 class SparseUpdate {
  public:
   SparseUpdate(OpKernelContext* context, int num_variables)
@@ -415,6 +417,25 @@ class SparseUpdate {
     ids_ = indices.flat<int64_t>().data();
     grads_ = grad.flat<float>().data();
     status_ = CheckIds(ids_, n_, first.dim_size(0));
+    if (!status_.ok()) return;
+    const Tensor& positions = context->input(num_variables + 3);
+    count_ = n_;
+    if (TensorShapeUtils::IsScalar(positions.shape())) return;  // All rows.
+    if (!TensorShapeUtils::IsVector(positions.shape())) {
+      status_ = errors::InvalidArgument(
+          "positions must be a vector, or a scalar for every row.");
+      return;
+    }
+    positions_ = positions.flat<int64_t>().data();
+    count_ = positions.NumElements();
+    for (int64_t k = 0; k < count_; ++k) {
+      if (positions_[k] < 0 || positions_[k] >= n_ ||
+          (k > 0 && positions_[k] <= positions_[k - 1])) {
+        status_ = errors::InvalidArgument(
+            "positions must increase within [0, ", n_, ").");
+        return;
+      }
+    }
   }
 
   const absl::Status& status() const { return status_; }
@@ -422,34 +443,42 @@ class SparseUpdate {
   float* rows(int variable) { return tensors_[variable].flat<float>().data(); }
   int num_variables() const { return static_cast<int>(tensors_.size()); }
 
-  // Calls update(id_position, {row of each variable}, grad row) for every id,
-  // with the rows prefetched ahead. Distinct ids in increasing order (the
-  // gradient of a bag lookup) are split across threads; otherwise the ids
-  // are updated one after the other, so repeated ids apply in turn.
+  // Calls update({row of each variable}, grad row) for every id (of the
+  // positions, if given), with the rows prefetched ahead. Distinct ids in
+  // increasing order (the gradient of a bag lookup) are split across
+  // threads; otherwise the ids are updated one after the other, so repeated
+  // ids apply in turn.
   template <typename Update>
   void ForEachRow(OpKernelContext* context, Update update) {
     const int count = num_variables();
     std::vector<float*> bases(count);
     for (int v = 0; v < count; ++v) bases[v] = rows(v);
+    const int64_t* positions = positions_;
+    auto at = [positions](int64_t k) { return positions ? positions[k] : k; };
     auto work = [&](int64_t begin, int64_t end) {
       float* row[4];  // The table and at most three slots.
-      for (int64_t i = begin; i < end; ++i) {
-        if (i + kPrefetchDistance < end) {
-          const int64_t ahead = ids_[i + kPrefetchDistance] * dim_;
+      for (int64_t k = begin; k < end; ++k) {
+        if (k + kPrefetchDistance < end) {
+          const int64_t ahead = ids_[at(k + kPrefetchDistance)] * dim_;
           for (int v = 0; v < count; ++v) {
             PrefetchForWrite(bases[v] + ahead, dim_);
           }
         }
+        const int64_t i = at(k);
         for (int v = 0; v < count; ++v) row[v] = bases[v] + ids_[i] * dim_;
         update(row, grads_ + i * dim_, dim_);
       }
     };
-    if (!StrictlyIncreasing(ids_, n_)) {
-      work(0, n_);
+    bool increasing = true;
+    for (int64_t k = 1; k < count_ && increasing; ++k) {
+      increasing = ids_[at(k)] > ids_[at(k - 1)];
+    }
+    if (!increasing) {
+      work(0, count_);
       return;
     }
     const auto* threads = context->device()->tensorflow_cpu_worker_threads();
-    Shard(threads->num_threads, threads->workers, n_,
+    Shard(threads->num_threads, threads->workers, count_,
           /*cost_per_unit=*/dim_ * count * 16, work);
   }
 
@@ -462,6 +491,8 @@ class SparseUpdate {
   float lr_ = 0.0f;
   const int64_t* ids_ = nullptr;
   const float* grads_ = nullptr;
+  const int64_t* positions_ = nullptr;  // None: every row.
+  int64_t count_ = 0;  // How many rows to update.
 
   static std::vector<int> FirstInputs(int count) {
     std::vector<int> inputs(count);
@@ -511,6 +542,7 @@ REGISTER_OP("EmbeddingRowsApplySgd")
     .Input("lr: float")
     .Input("grad: float")
     .Input("indices: int64")
+    .Input("positions: int64")
     .SetShapeFn(shape_inference::NoOutputs)
     .Doc("var[indices] -= lr * grad (one row per id).");
 
@@ -523,6 +555,7 @@ REGISTER_OP("EmbeddingRowsApplyAdagrad")
     .Input("lr: float")
     .Input("grad: float")
     .Input("indices: int64")
+    .Input("positions: int64")
     .SetShapeFn(shape_inference::NoOutputs)
     .Doc("accum += g * g; var -= lr * g * rsqrt(accum), row by row.");
 
@@ -536,6 +569,7 @@ REGISTER_OP("EmbeddingRowsApplyLazyAdam")
     .Input("lr: float")
     .Input("grad: float")
     .Input("indices: int64")
+    .Input("positions: int64")
     .Attr("beta_1: float")
     .Attr("one_minus_beta_1: float")
     .Attr("beta_2: float")
@@ -630,6 +664,7 @@ REGISTER_OP("EmbeddingRowsApplyFtrl")
     .Input("lr: float")
     .Input("grad: float")
     .Input("indices: int64")
+    .Input("positions: int64")
     .Attr("power: float")
     .Attr("l1: float")
     .Attr("l2: float")
@@ -723,6 +758,7 @@ REGISTER_OP("EmbeddingRowsApplyAdagradMomentum")
     .Input("lr: float")
     .Input("grad: float")
     .Input("indices: int64")
+    .Input("positions: int64")
     .Attr("beta2: float")
     .Attr("one_minus_beta2: float")
     .Attr("beta2_is_one: bool")
@@ -792,6 +828,99 @@ class ApplyAdagradMomentumOp : public OpKernel {
 REGISTER_KERNEL_BUILDER(
     Name("EmbeddingRowsApplyAdagradMomentum").Device(DEVICE_CPU),
     ApplyAdagradMomentumOp);
+
+// --- Which pending rows the next lookup reads --------------------------------
+
+REGISTER_OP("EmbeddingRowsPartition")
+    .Input("indices: int64")
+    .Input("next_indices: int64")
+    .Input("num_rows: int64")
+    .Output("read: int64")
+    .Output("unread: int64")
+    .SetShapeFn([](InferenceContext* c) {
+      c->set_output(0, c->Vector(c->UnknownDim()));
+      c->set_output(1, c->Vector(c->UnknownDim()));
+      return absl::OkStatus();
+    })
+    .Doc(R"doc(
+The positions in `indices` (the rows a pending update writes) of the ids that
+`next_indices` holds (`read`) and of the others (`unread`), each in increasing
+order. Ids of `next_indices` outside [0, num_rows) match nothing.
+)doc");
+
+// Up to this many rows, membership is a bitmap over the rows (1 MiB).
+constexpr int64_t kBitmapMaxRows = int64_t{1} << 23;
+
+class PartitionOp : public OpKernel {
+ public:
+  using OpKernel::OpKernel;
+
+  void Compute(OpKernelContext* context) override {
+    const Tensor& indices = context->input(0);
+    const Tensor& next_indices = context->input(1);
+    OP_REQUIRES(context,
+                TensorShapeUtils::IsVector(indices.shape()) &&
+                    TensorShapeUtils::IsVector(next_indices.shape()) &&
+                    TensorShapeUtils::IsScalar(context->input(2).shape()),
+                errors::InvalidArgument(
+                    "indices and next_indices must be vectors, num_rows a "
+                    "scalar."));
+    const int64_t num_rows = context->input(2).scalar<int64_t>()();
+    const int64_t n = indices.NumElements();
+    const int64_t* ids = indices.flat<int64_t>().data();
+    OP_REQUIRES_OK(context, CheckIds(ids, n, num_rows));
+    std::vector<bool> is_read(n, false);
+    const int64_t* next_ids = next_indices.flat<int64_t>().data();
+    const int64_t m = next_indices.NumElements();
+    if (num_rows <= kBitmapMaxRows) {
+      // A bit per row (1 MiB at most), set and tested in cache.
+      std::vector<bool> next(num_rows, false);
+      for (int64_t k = 0; k < m; ++k) {
+        if (next_ids[k] >= 0 && next_ids[k] < num_rows) {
+          next[next_ids[k]] = true;
+        }
+      }
+      for (int64_t i = 0; i < n; ++i) is_read[i] = next[ids[i]];
+    } else {
+      // Larger tables: the next ids in range, radix-sorted, merged with the
+      // pending ids in their order.
+      std::vector<int64_t> in_range;
+      in_range.reserve(m);
+      for (int64_t k = 0; k < m; ++k) {
+        if (next_ids[k] >= 0 && next_ids[k] < num_rows) {
+          in_range.push_back(next_ids[k]);
+        }
+      }
+      const int64_t count = static_cast<int64_t>(in_range.size());
+      std::vector<int64_t> sorted_next(count);
+      const std::vector<int64_t> next_order =
+          PositionsByIds(in_range.data(), count, num_rows);
+      for (int64_t k = 0; k < count; ++k) {
+        sorted_next[k] = in_range[next_order[k]];
+      }
+      int64_t j = 0;
+      for (int64_t position : PositionsByIds(ids, n, num_rows)) {
+        while (j < count && sorted_next[j] < ids[position]) ++j;
+        is_read[position] = j < count && sorted_next[j] == ids[position];
+      }
+    }
+    const int64_t num_read = std::count(is_read.begin(), is_read.end(), true);
+    Tensor* read = nullptr;
+    Tensor* unread = nullptr;
+    OP_REQUIRES_OK(context, context->allocate_output(
+                                0, TensorShape({num_read}), &read));
+    OP_REQUIRES_OK(context, context->allocate_output(
+                                1, TensorShape({n - num_read}), &unread));
+    int64_t* read_out = read->flat<int64_t>().data();
+    int64_t* unread_out = unread->flat<int64_t>().data();
+    for (int64_t i = 0; i < n; ++i) {
+      *(is_read[i] ? read_out++ : unread_out++) = i;
+    }
+  }
+};
+
+REGISTER_KERNEL_BUILDER(Name("EmbeddingRowsPartition").Device(DEVICE_CPU),
+                        PartitionOp);
 
 }  // namespace
 }  // namespace tensorflow

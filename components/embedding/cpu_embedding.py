@@ -23,7 +23,9 @@ TPU:
   their rows in one fused op each, with the same combiners (the speed path).
 * Training: `apply_gradients` applies each table's embedding optimizer with the
   TPU's update rules, as sparse updates of the rows a batch touched (see
-  `tpu_update_rules`); Keras optimizers follow other rules.
+  `tpu_update_rules`); Keras optimizers follow other rules. With
+  `defer_updates`, the updates of large tables are applied during the next
+  step instead (`deferred_updates`; the trainer's CPU backend does this).
 
 Ids must be validated upstream to lie in `[0, vocabulary_size)`: out of range,
 the CPU lookup raises, a GPU gather returns zeros and a TPU clamps. With

@@ -453,7 +453,8 @@ def _fused_lazy_adam(optimizer, table: tf.Variable,
 
 def _native_sgd(optimizer, table: tf.Variable,
                 slots: Mapping[str, tf.Variable], ids: tf.Tensor,
-                grads: tf.Tensor, lr: tf.Tensor, positions=None) -> None:
+                grads: tf.Tensor, lr: tf.Tensor,
+                positions: Optional[tf.Tensor] = None) -> None:
   """`w = w - lr * g` on the distinct rows, prefetched."""
   del optimizer, slots
   native_kernels.apply_sgd(table, ids, grads, lr, positions)
@@ -461,7 +462,8 @@ def _native_sgd(optimizer, table: tf.Variable,
 
 def _native_adagrad(optimizer, table: tf.Variable,
                     slots: Mapping[str, tf.Variable], ids: tf.Tensor,
-                    grads: tf.Tensor, lr: tf.Tensor, positions=None) -> None:
+                    grads: tf.Tensor, lr: tf.Tensor,
+                    positions: Optional[tf.Tensor] = None) -> None:
   """`_fused_adagrad`'s rule in the prefetching kernel."""
   del optimizer
   native_kernels.apply_adagrad(table, slots['accumulators'], ids, grads, lr,
@@ -470,7 +472,8 @@ def _native_adagrad(optimizer, table: tf.Variable,
 
 def _native_lazy_adam(optimizer, table: tf.Variable,
                       slots: Mapping[str, tf.Variable], ids: tf.Tensor,
-                      grads: tf.Tensor, lr: tf.Tensor, positions=None) -> None:
+                      grads: tf.Tensor, lr: tf.Tensor,
+                      positions: Optional[tf.Tensor] = None) -> None:
   """`_adam_step`'s rule on the distinct rows, in one prefetching kernel."""
   native_kernels.apply_lazy_adam(optimizer, table, slots['momenta'],
                                  slots['velocities'], ids, grads, lr, positions)
@@ -478,7 +481,8 @@ def _native_lazy_adam(optimizer, table: tf.Variable,
 
 def _native_ftrl(optimizer, table: tf.Variable,
                  slots: Mapping[str, tf.Variable], ids: tf.Tensor,
-                 grads: tf.Tensor, lr: tf.Tensor, positions=None) -> None:
+                 grads: tf.Tensor, lr: tf.Tensor,
+                 positions: Optional[tf.Tensor] = None) -> None:
   """`_ftrl_rule` on the distinct rows, in one prefetching kernel."""
   native_kernels.apply_ftrl(optimizer, table, slots['accumulators'],
                             slots['linears'], ids, grads, lr, positions)
@@ -487,7 +491,7 @@ def _native_ftrl(optimizer, table: tf.Variable,
 def _native_adagrad_momentum(optimizer, table: tf.Variable,
                              slots: Mapping[str, tf.Variable], ids: tf.Tensor,
                              grads: tf.Tensor, lr: tf.Tensor,
-                             positions=None) -> None:
+                             positions: Optional[tf.Tensor] = None) -> None:
   """`_adagrad_momentum_rule` on the distinct rows, prefetched."""
   native_kernels.apply_adagrad_momentum(optimizer, table,
                                         slots['accumulators'],

@@ -129,7 +129,7 @@ TensorFlow state (e.g. a step variable), as on a TPU, or the value traced
 first stays frozen.
 """
 
-from typing import Callable, Dict, Mapping, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple, Union
 
 import tensorflow as tf
 
@@ -451,54 +451,6 @@ def _fused_lazy_adam(optimizer, table: tf.Variable,
     slots[name].scatter_update(tf.IndexedSlices(values, ids))
 
 
-def _native_sgd(optimizer, table: tf.Variable,
-                slots: Mapping[str, tf.Variable], ids: tf.Tensor,
-                grads: tf.Tensor, lr: tf.Tensor,
-                positions: Optional[tf.Tensor] = None) -> None:
-  """`w = w - lr * g` on the distinct rows, prefetched."""
-  del optimizer, slots
-  native_kernels.apply_sgd(table, ids, grads, lr, positions)
-
-
-def _native_adagrad(optimizer, table: tf.Variable,
-                    slots: Mapping[str, tf.Variable], ids: tf.Tensor,
-                    grads: tf.Tensor, lr: tf.Tensor,
-                    positions: Optional[tf.Tensor] = None) -> None:
-  """`_fused_adagrad`'s rule in the prefetching kernel."""
-  del optimizer
-  native_kernels.apply_adagrad(table, slots['accumulators'], ids, grads, lr,
-                               positions)
-
-
-def _native_lazy_adam(optimizer, table: tf.Variable,
-                      slots: Mapping[str, tf.Variable], ids: tf.Tensor,
-                      grads: tf.Tensor, lr: tf.Tensor,
-                      positions: Optional[tf.Tensor] = None) -> None:
-  """`_adam_step`'s rule on the distinct rows, in one prefetching kernel."""
-  native_kernels.apply_lazy_adam(optimizer, table, slots['momenta'],
-                                 slots['velocities'], ids, grads, lr, positions)
-
-
-def _native_ftrl(optimizer, table: tf.Variable,
-                 slots: Mapping[str, tf.Variable], ids: tf.Tensor,
-                 grads: tf.Tensor, lr: tf.Tensor,
-                 positions: Optional[tf.Tensor] = None) -> None:
-  """`_ftrl_rule` on the distinct rows, in one prefetching kernel."""
-  native_kernels.apply_ftrl(optimizer, table, slots['accumulators'],
-                            slots['linears'], ids, grads, lr, positions)
-
-
-def _native_adagrad_momentum(optimizer, table: tf.Variable,
-                             slots: Mapping[str, tf.Variable], ids: tf.Tensor,
-                             grads: tf.Tensor, lr: tf.Tensor,
-                             positions: Optional[tf.Tensor] = None) -> None:
-  """`_adagrad_momentum_rule` on the distinct rows, prefetched."""
-  native_kernels.apply_adagrad_momentum(optimizer, table,
-                                        slots['accumulators'],
-                                        slots['momenta'], ids, grads, lr,
-                                        positions)
-
-
 _FusedKernel = Callable[..., None]
 # Only sparse (lazy) Adam comes to these; `apply_dense` has the other.
 _FUSED: Dict[type, _FusedKernel] = {
@@ -506,12 +458,35 @@ _FUSED: Dict[type, _FusedKernel] = {
     _embedding.Adagrad: _fused_adagrad,
     _embedding.Adam: _fused_lazy_adam,
 }
+
+
+def _native_kernel(apply: Callable[..., Any], slot_names: Tuple[str, ...],
+                   takes_optimizer: bool) -> _FusedKernel:
+  """A fused kernel calling `native_kernels`' `apply` (which documents its
+  rule) with the table, then the slots `slot_names` in that order."""
+
+  def kernel(optimizer, table: tf.Variable, slots: Mapping[str, tf.Variable],
+             ids: tf.Tensor, grads: tf.Tensor, lr: tf.Tensor,
+             positions: Optional[tf.Tensor] = None) -> None:
+    leading = (optimizer,) if takes_optimizer else ()
+    apply(*leading, table, *(slots[name] for name in slot_names), ids, grads,
+          lr, positions)
+
+  return kernel
+
+
+# The rules of `update_rows`, in the prefetching kernels.
 _NATIVE: Dict[type, _FusedKernel] = {
-    _embedding.SGD: _native_sgd,
-    _embedding.Adagrad: _native_adagrad,
-    _embedding.Adam: _native_lazy_adam,
-    _embedding.FTRL: _native_ftrl,
-    _embedding.AdagradMomentum: _native_adagrad_momentum,
+    _embedding.SGD: _native_kernel(native_kernels.apply_sgd, (), False),
+    _embedding.Adagrad: _native_kernel(native_kernels.apply_adagrad,
+                                       ('accumulators',), False),
+    _embedding.Adam: _native_kernel(native_kernels.apply_lazy_adam,
+                                    ('momenta', 'velocities'), True),
+    _embedding.FTRL: _native_kernel(native_kernels.apply_ftrl,
+                                    ('accumulators', 'linears'), True),
+    _embedding.AdagradMomentum: _native_kernel(
+        native_kernels.apply_adagrad_momentum, ('accumulators', 'momenta'),
+        True),
 }
 
 

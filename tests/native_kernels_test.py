@@ -104,6 +104,35 @@ def test_the_bag_gradient_is_known_to_have_distinct_rows(library):
   np.testing.assert_allclose(values, [[0.5, 0.5], [1.5, 1.5]])
 
 
+def test_the_bag_gradient_leaves_the_table_value_to_the_lookup(library):
+  """The gradient takes the table's static shape, not its value: the value
+  read for the lookup is then released when the lookup ends, and a deferred
+  update (`deferred_updates`) can write the table in place instead of
+  copying it for a reader still to come."""
+  del library
+  table = tf.Variable(tf.zeros([50, DIM]))
+
+  @tf.function
+  def gradient(ids, rows):
+    with tf.GradientTape() as tape:
+      looked_up = native_kernels.bag_reduce(table.read_value_no_copy(), ids,
+                                            rows, 3, 'sum')
+      loss = tf.reduce_sum(looked_up)
+    return tape.gradient(loss, table)
+
+  ids_spec = tf.TensorSpec([None], tf.int64)
+  graph = gradient.get_concrete_function(ids_spec, ids_spec).graph
+
+  def readers(op):  # The ops reading op's output, through Identity ops.
+    for consumer in op.outputs[0].consumers():
+      yield from (readers(consumer) if consumer.type == 'Identity' else
+                  [consumer.type])
+
+  reads = [op for op in graph.get_operations() if op.type == 'ReadVariableOp']
+  assert {kind for op in reads for kind in readers(op)} == {
+      'EmbeddingRowsBagReduce'}
+
+
 def test_bag_reduce_refuses_bad_ids_and_unsorted_rows(library):
   del library
   table = tf.zeros([5, 2])

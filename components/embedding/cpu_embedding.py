@@ -490,11 +490,12 @@ class CpuEmbedding(_embedding.TPUEmbeddingForServing):
         name: variables[name]
         for name in tpu_update_rules.slot_names(optimizer)
     }
+    deferred = self._deferred_updates()
     if tpu_update_rules.is_dense(optimizer):
       tpu_update_rules.apply_dense(optimizer, variables['parameters'], slots,
                                    gradient, learning_rate)
-    elif table.name in self._deferred_updates().table_names:
-      self._deferred_updates().store(table.name, deferred_updates.PendingRows(
+    elif table.name in deferred.table_names:
+      deferred.store(table.name, deferred_updates.PendingRows(
           *tpu_update_rules.kernel_gradient(optimizer, gradient),
           learning_rate))
     else:

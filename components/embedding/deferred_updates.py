@@ -72,9 +72,9 @@ class _PendingVariables:
     """The pending rows, leaving none: a failed step cannot apply them twice."""
     rows = PendingRows(self.ids.read_value(), self.grads.read_value(),
                        self.lr.read_value())
-    with tf.control_dependencies([rows.ids, rows.grads]):
-      self.ids.assign(tf.zeros([0], tf.int64))
-      self.grads.assign(tf.zeros([0, self.grads.shape[1]]))
+    # Ordered after the reads, as every access to one variable is.
+    self.ids.assign(tf.zeros([0], tf.int64))
+    self.grads.assign(tf.zeros([0, self.grads.shape[1]]))
     return rows
 
 

@@ -178,12 +178,9 @@ def _bag_reduce_gradient(op: Any, upstream: tf.Tensor) -> tuple:
   """The table's gradient over the sorted distinct ids, as TensorFlow gives
   `SparseSegment*` with `sparse_gradient=True`, from the native kernel."""
   table, ids, rows, _ = op.inputs
-  # A static shape leaves the table's value to the lookup alone: a deferred
-  # update (`deferred_updates`) may then write the table in place once the
-  # lookup is done, instead of copying it for a reader still to come.
-  shape = (tf.constant(table.shape.as_list(), tf.int64)
-           if table.shape.is_fully_defined() else
-           tf.shape(table, out_type=tf.int64))
+  # A table's shape is static: `tf.shape` is then a constant, and the
+  # table's value stays the lookup's alone (`deferred_updates` relies on it).
+  shape = tf.shape(table, out_type=tf.int64)
   values, distinct = library().embedding_rows_bag_reduce_grad(
       upstream, ids, rows, shape[0], combiner=op.get_attr('combiner'))
   return tf.IndexedSlices(values, distinct, shape), None, None, None

@@ -111,13 +111,6 @@ absl::Status CheckIds(const int64_t* ids, int64_t n, int64_t num_rows) {
   return absl::OkStatus();
 }
 
-bool StrictlyIncreasing(const int64_t* ids, int64_t n) {
-  for (int64_t i = 1; i < n; ++i) {
-    if (ids[i] <= ids[i - 1]) return false;
-  }
-  return true;
-}
-
 // --- Combining the rows of each example ------------------------------------
 
 REGISTER_OP("EmbeddingRowsBagReduce")
@@ -704,7 +697,6 @@ class ApplyFtrlOp : public OpKernel {
   }
 
  private:
-
   // The order of the operations is `tpu_update_rules._ftrl_rule`'s; the
   // constants are copied for the reason ApplyLazyAdamOp gives.
   template <bool kMultiplyByLr, typename Power>
